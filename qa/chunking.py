@@ -1,0 +1,93 @@
+"""Splitting documents into passages of whole sentences, keeping character offsets."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+
+from qa.types import Chunk, Document, Language
+
+
+@cache
+def _segmenter(language: Language):
+    import pysbd
+
+    return pysbd.Segmenter(language=language, clean=False)
+
+
+def split_sentences(text: str, language: Language) -> list[tuple[int, int]]:
+    """Sentence spans `(start, end)` of `text`, trimmed of surrounding whitespace.
+
+    Lines are hard boundaries (a title or a paragraph never runs into the next one).
+
+    >>> text = "Il y a 100 000 modèles. Qwen domine.\\nTitre"
+    >>> [text[s:e] for s, e in split_sentences(text, "fr")]
+    ['Il y a 100 000 modèles.', 'Qwen domine.', 'Titre']
+    """
+    spans: list[tuple[int, int]] = []
+    line_start = 0
+    for line in text.split("\n"):
+        if line.strip():
+            cursor = 0
+            for sentence in _segmenter(language).segment(line):
+                piece = sentence.strip()
+                if not piece:
+                    continue
+                found = line.find(piece, cursor)
+                if found < 0:  # the segmenter altered the text: fall back to the rest of the line
+                    found = cursor
+                    piece = line[cursor:].strip()
+                    if not piece:
+                        break
+                    found = line.index(piece, cursor)
+                spans.append((line_start + found, line_start + found + len(piece)))
+                cursor = found + len(piece)
+        line_start += len(line) + 1
+    return spans
+
+
+def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
+    digest = hashlib.sha256(f"{doc_id}\0{start}\0{end}\0{text}".encode()).hexdigest()
+    return f"{doc_id}#{start}-{end}-{digest[:8]}"
+
+
+def chunk_document(doc: Document, chunk_size: int = 600, chunk_overlap: int = 150) -> list[Chunk]:
+    """Pack consecutive sentences into passages of at most `chunk_size` characters.
+
+    Each passage after the first repeats the trailing sentences of the previous one, up to
+    `chunk_overlap` characters, so a fact that straddles a boundary is whole in one passage.
+    A passage prefers to end at a paragraph break once it is half full. A single sentence
+    longer than `chunk_size` becomes a passage of its own. `doc.text[c.start:c.end] == c.text`.
+
+    >>> from qa.types import Document
+    >>> doc = Document("d", "d.txt", "Un. Deux. Trois.", "fr")
+    >>> [c.text for c in chunk_document(doc, chunk_size=100, chunk_overlap=0)]
+    ['Un. Deux. Trois.']
+    """
+    sentences = split_sentences(doc.text, doc.language)
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(sentences):
+        start = sentences[i][0]
+        j = i + 1  # always take at least one sentence
+        while j < len(sentences) and sentences[j][1] - start <= chunk_size:
+            new_paragraph = "\n" in doc.text[sentences[j - 1][1] : sentences[j][0]]
+            if new_paragraph and sentences[j - 1][1] - start >= chunk_size // 2:
+                break
+            j += 1
+        end = sentences[j - 1][1]
+        text = doc.text[start:end]
+        chunks.append(Chunk(chunk_id(doc.doc_id, start, end, text), doc.doc_id, doc.source,
+                            start, end, text, doc.language))
+        if j >= len(sentences):
+            break
+        # next passage starts with trailing sentences that fit in the overlap, but always advances
+        k = j
+        while k - 1 > i and end - sentences[k - 1][0] <= chunk_overlap:
+            k -= 1
+        i = k
+    return chunks
+
+
+def chunk_documents(docs: list[Document], chunk_size: int, chunk_overlap: int) -> list[Chunk]:
+    return [c for doc in docs for c in chunk_document(doc, chunk_size, chunk_overlap)]

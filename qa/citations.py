@@ -1,0 +1,239 @@
+"""Citations: parse `[n]` markers, check each against its passage, and find the supporting span.
+
+A citation survives only when its passage supports the sentence it is attached to:
+every number in the sentence appears in the passage, and the sentence (or, for a short
+answer, the question plus the sentence) is close to one of the passage's sentences, by
+meaning (multilingual embeddings, so an English answer can be checked against French text)
+or by shared content words. That sentence of the passage becomes the citation's quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.chunking import split_sentences
+from qa.retrieval import anchors, fold, tokenize
+from qa.types import Citation, Language, Passage
+
+_MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
+                     re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[\s\u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+
+SEMANTIC_THRESHOLD = 0.5
+ANCHORED_THRESHOLD = 0.35
+LEXICAL_THRESHOLD = 0.6
+SHORT_CLAIM_WORDS = 6
+
+_WORDS = re.compile(r"\w+")
+
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def parse_markers(text: str, n_passages: int) -> tuple[list[int], list[int]]:
+    """Citation numbers in `text`, split into (in range, out of range); order kept, no repeats.
+
+    Numbers are 1-based; 0 and anything above `n_passages` are out of range (never wrapped).
+
+    >>> parse_markers("Oui [2]. Non [0][5], voir [1, 3].", n_passages=3)
+    ([2, 1, 3], [0, 5])
+    """
+    valid: list[int] = []
+    invalid: list[int] = []
+    for match in _MARKER.finditer(text):
+        for raw in re.findall(r"\d+", match.group(1)):
+            n = int(raw)
+            bucket = valid if 1 <= n <= n_passages else invalid
+            if n not in bucket:
+                bucket.append(n)
+    return valid, invalid
+
+
+def strip_markers(text: str) -> str:
+    """`text` without citation markers, spaces tidied.
+
+    >>> strip_markers("Plus de 100 000 modèles [1][2] .")
+    'Plus de 100 000 modèles.'
+    """
+    text = _MARKER.sub("", text)
+    text = re.sub(r"\[\s*\d*\s*$", "", text)  # a marker cut off at the end of the output
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+    return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree.
+
+    >>> sorted(numbers("100 000 modèles, 100,000 models, le 14e plan, 2,5 %"))
+    ['100000', '14', '25']
+    """
+    found = set()
+    for match in _NUMBER.finditer(text):
+        found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
+    return found
+
+
+def answer_sentences(text: str, language: Language) -> list[str]:
+    """Sentences of an answer, each keeping the markers that follow it.
+
+    >>> answer_sentences("Qwen [1]. Il domine. [2]", "fr")
+    ['Qwen [1].', 'Il domine. [2]']
+    """
+    pieces = [text[s:e] for s, e in split_sentences(text, language)]
+    sentences: list[str] = []
+    for piece in pieces:
+        if sentences and not strip_markers(piece).strip(" .;,"):
+            sentences[-1] = f"{sentences[-1]} {piece}"  # a marker split off on its own
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+@dataclass(frozen=True)
+class Support:
+    score: float  # 0..1
+    start: int  # the supporting sentence, offsets in the passage's text
+    end: int
+
+
+class SupportChecker:
+    """Scores how well each passage supports a claim, and where."""
+
+    def __init__(self, embed: Embed, passages: list[Passage]) -> None:
+        self.embed = embed
+        self.passages = {p.n: p for p in passages}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
+        self._vectors: dict[int, np.ndarray] = {}
+        texts: list[str] = []
+        owners: list[tuple[int, int]] = []
+        for p in passages:
+            spans = split_sentences(p.chunk.text, p.chunk.language) or [(0, len(p.chunk.text))]
+            self._spans[p.n] = spans
+            for k, (s, e) in enumerate(spans):
+                texts.append(p.chunk.text[s:e])
+                owners.append((p.n, k))
+        vectors = embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+        for n in self._spans:
+            rows = [i for i, (owner, _) in enumerate(owners) if owner == n]
+            self._vectors[n] = vectors[rows]
+        self._numbers = {n: numbers(p.chunk.text) for n, p in self.passages.items()}
+        self._stems = {n: set(tokenize(p.chunk.text, p.chunk.language))
+                       for n, p in self.passages.items()}
+
+    def score(self, claim: str, question: str, language: Language, claim_vector: np.ndarray,
+              n: int) -> Support:
+        """How well passage `n` supports `claim`, and its best sentence.
+
+        Supported (score >= 0.5) when every number of the claim is in the passage, and
+        the claim shares most content words with it (`lexical` >= LEXICAL_THRESHOLD), or one of
+        its sentences is close in meaning (cosine >= SEMANTIC_THRESHOLD), or fairly close
+        (>= ANCHORED_THRESHOLD) while the claim's names and acronyms appear in the passage.
+        """
+        passage = self.passages[n]
+        text = passage.chunk.text
+        spans = self._spans[n]
+        claim_numbers = numbers(claim)
+        if claim_numbers - self._numbers[n]:
+            return Support(0.0, *spans[0])  # a figure the passage doesn't contain
+        sims = self._vectors[n] @ claim_vector
+        best = int(np.argmax(sims))
+        semantic = float(sims[best])
+        stems = set(tokenize(claim, language))
+        lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
+        found = anchors(strip_markers(claim))
+        anchored = bool(found) and len(found & set(_WORDS.findall(fold(text)))) / len(found) >= 0.5
+        # the quote: the sentence closest by meaning, unless another shares clearly more of the
+        # claim's numbers and content words
+        overlap = [len(stems & set(tokenize(text[s:e], passage.chunk.language)))
+                   + 2 * len(claim_numbers & numbers(text[s:e])) for s, e in spans]
+        if max(overlap) > overlap[best] + 1:
+            best = int(np.argmax(overlap))
+        ratios = [lexical / LEXICAL_THRESHOLD, semantic / SEMANTIC_THRESHOLD]
+        if anchored:
+            ratios.append(semantic / ANCHORED_THRESHOLD)
+        return Support(min(1.0, 0.5 * max(ratios)), *spans[best])
+
+    def claims(self, sentence: str, question: str) -> str:
+        bare = strip_markers(sentence)
+        if len(bare.split()) < SHORT_CLAIM_WORDS:
+            return f"{question} {bare}"
+        return bare
+
+    def verify(self, sentences: list[str], question: str, language: Language
+               ) -> list[tuple[str, list[Citation], list[int]]]:
+        """For each sentence: (text without markers, supported citations, rejected numbers).
+
+        A sentence with no supporting marker is matched against every passage, and cited
+        with the best one when that one supports it (`support` >= 0.5).
+        """
+        claims = [self.claims(s, question) for s in sentences]
+        vectors = self.embed(claims) if claims else np.zeros((0, 1))
+        results = []
+        for sentence, claim, vector in zip(sentences, claims, vectors, strict=True):
+            cited, out_of_range = parse_markers(sentence, max(self.passages, default=0))
+            if not strip_markers(sentence).strip(" .;,:!?"):
+                results.append(("", [], cited + out_of_range))  # markers and nothing to support
+                continue
+            kept: list[Citation] = []
+            rejected = list(out_of_range)
+            for n in cited:
+                support = self.score(claim, question, language, vector, n)
+                if support.score >= 0.5:
+                    kept.append(self._citation(n, support))
+                else:
+                    rejected.append(n)
+            if not kept:
+                scored = [(self.score(claim, question, language, vector, n), n) for n in self.passages]
+                if scored:
+                    support, n = max(scored, key=lambda pair: pair[0].score)
+                    if support.score >= 0.5:
+                        kept.append(self._citation(n, support))
+            results.append((strip_markers(sentence), kept, rejected))
+        return results
+
+    def _citation(self, n: int, support: Support) -> Citation:
+        chunk = self.passages[n].chunk
+        return Citation(n=n, chunk=chunk, quote=chunk.text[support.start:support.end],
+                        quote_start=chunk.start + support.start, quote_end=chunk.start + support.end,
+                        support=round(support.score, 4))
+
+
+def with_markers(sentence: str, ns: list[int]) -> str:
+    """Put `[n]` markers at the end of a sentence, before its final punctuation.
+
+    >>> with_markers("Plus de 100 000.", [2, 1])
+    'Plus de 100 000 [1][2].'
+    """
+    if not ns:
+        return sentence
+    marks = "".join(f"[{n}]" for n in sorted(set(ns)))
+    if sentence and sentence[-1] in ".!?":
+        return f"{sentence[:-1].rstrip()} {marks}{sentence[-1]}"
+    return f"{sentence} {marks}"
+
+
+ABSTENTION_PATTERNS = [
+    r"ne (?:le )?(?:disent|dit|pr[ée]cisent|pr[ée]cise|mentionnent|mentionne|contiennent|contient|indiquent|indique|donnent|donne) pas",
+    r"(?:aucune|pas d')\s*(?:information|source|mention|pr[ée]cision)",
+    r"\b(?:do|does|did) not (?:say|mention|specify|state|contain|provide|give|include)",
+    r"\b(?:don't|doesn't|didn't) (?:say|mention|specify|state|contain|provide|give|include)",
+    r"\bno (?:information|mention|source|details?)\b",
+    r"\bnot (?:mentioned|specified|stated|found|provided|given)\b",
+    r"\bn'est pas (?:mentionn|pr[ée]cis|indiqu|donn)",
+]
+_ABSTAIN = re.compile("|".join(ABSTENTION_PATTERNS), re.IGNORECASE)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether the model's reply says the sources don't answer.
+
+    >>> is_abstention("Les sources ne le disent pas."), is_abstention("The sources do not say.")
+    (True, True)
+    >>> is_abstention("Plus de 100 000 modèles [1].")
+    False
+    """
+    return bool(_ABSTAIN.search(fold(text)))

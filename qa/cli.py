@@ -1,0 +1,189 @@
+"""`qa`: index documents, ask questions, manage models, evaluate. The one place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qa.errors import InputError, QAError
+from qa.settings import Settings
+from qa.types import Answer
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index-dir", type=Path, help="where the index lives (default: index/, or $QA_INDEX_DIR)")
+    parser.add_argument("--embedder", help="embedder: use-multilingual (default), minilm, a folder or a hub id")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build the index over files or folders (default: the bundled article)")
+    p.add_argument("paths", nargs="*", help=".txt or .md files, or folders of them")
+    _common(p)
+
+    p = sub.add_parser("ask", help="answer a question from the indexed documents")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    p.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
+    p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
+    _common(p)
+
+    p = sub.add_parser("models", help="show the models, or prepare the default generator")
+    p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
+    p.add_argument("--force", action="store_true", help="prepare again even if prepared")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("eval", help="evaluate on a test set (JSONL) or a SQuAD-format file")
+    p.add_argument("--testset", type=Path, default=Path("tests/data/testset.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("artifacts/eval"))
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--llm")
+    p.add_argument("--limit", type=int, help="ask at most N questions")
+    p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
+    _common(p)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        for name in ("transformers", "sentence_transformers", "huggingface_hub", "accelerate", "bm25s"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None),
+                             embedder=getattr(args, "embedder", None),
+                             llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None))
+
+
+def _highlight(text: str, start: int, end: int, tty: bool) -> str:
+    on, off = ("\033[1;4m", "\033[0m") if tty else ("[[", "]]")
+    return f"{text[:start]}{on}{text[start:end]}{off}{text[end:]}"
+
+
+def render_sources(answer: Answer, tty: bool) -> str:
+    lines = []
+    label = "Sources" if answer.language == "en" else "Sources"
+    if answer.citations:
+        lines.append(f"\n{label}:")
+        for c in answer.citations:
+            start, end = c.quote_start - c.chunk.start, c.quote_end - c.chunk.start
+            lines.append(f"[{c.n}] {c.chunk.source} (characters {c.chunk.start}-{c.chunk.end})")
+            lines.append("    " + _highlight(c.chunk.text, start, end, tty).replace("\n", "\n    "))
+    elif answer.passages:
+        closest = "Closest passages" if answer.language == "en" else "Passages les plus proches"
+        lines.append(f"\n{closest}:")
+        for p in answer.passages[:2]:
+            lines.append(f"[{p.n}] {p.chunk.source}: {p.chunk.text[:240]}{'…' if len(p.chunk.text) > 240 else ''}")
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.pipeline import Pipeline, validate_question
+
+    settings = _settings(args)
+    validate_question(args.question, settings.max_question_chars)  # fail before loading models
+    pipeline = Pipeline(settings, progress=sys.stderr.isatty())
+    answer = None
+    tty = sys.stdout.isatty()
+    streamed = []
+    for event in pipeline.stream(args.question):
+        if isinstance(event, Answer):
+            answer = event
+        elif not args.json:
+            streamed.append(event)
+            print(event, end="", flush=True)
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    if streamed:
+        print()
+    if answer.text.strip() != answer.draft.strip():
+        checked = "Checked against the sources" if answer.language == "en" else "Vérifié sur les sources"
+        print(f"\n{checked}: {answer.text}")
+    print(render_sources(answer, tty))
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from qa.embedding import make_embedder
+    from qa.loading import BUNDLED
+    from qa.pipeline import index_sources
+
+    settings = _settings(args)
+    embedder = make_embedder(settings.embedder, threads=settings.threads)
+    index = index_sources(args.paths or [BUNDLED], embedder, settings, progress=sys.stderr.isatty())
+    docs = len({c.doc_id for c in index.chunks})
+    print(f"Indexed {docs} document(s) as {len(index.chunks)} passages in {settings.index_dir}/ "
+          f"(embedder {index.manifest.embedder}, {index.manifest.dimension} dimensions)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from qa.models import describe, prepare_default_llm
+
+    settings = Settings.from_env()
+    if args.action == "prepare":
+        folder = prepare_default_llm(settings.cache_dir, progress=True, force=args.force)
+        print(f"Default generator ready in {folder}")
+        return 0
+    print(f"Model cache: {settings.cache_dir} (set QA_CACHE_DIR to move it)")
+    for row in describe(settings.cache_dir):
+        print(f"- {row['role']}: {row['name']} — {row['model']}\n    {row['state']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from qa.evaluation import evaluate, format_table
+
+    settings = _settings(args)
+    report = evaluate(args.testset, args.out, settings, limit=args.limit,
+                      answers=not args.retrieval_only, progress=True)
+    print(format_table(report))
+    print(f"\nReport: {args.out}/report.md (and report.json, plots)")
+    return 0
+
+
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "models": cmd_models, "eval": cmd_eval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(getattr(args, "verbose", False))
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"qa: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except QAError as error:
+        print(f"qa: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130

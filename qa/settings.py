@@ -1,0 +1,83 @@
+"""One Settings dataclass: defaults in code, overridden by `QA_*` environment variables, then CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from qa.errors import SettingsError
+
+DEFAULT_EMBEDDER = "use-multilingual"
+DEFAULT_LLM = "qwen2.5-coder-0.5b"
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache for prepared models: `$QA_CACHE_DIR`, else `$XDG_CACHE_HOME/qa-sources`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qa-sources"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = Path("index")
+    cache_dir: Path = default_cache_dir()
+    embedder: str = DEFAULT_EMBEDDER
+    llm: str = DEFAULT_LLM
+    top_k: int = 4
+    chunk_size: int = 600  # characters; passages are whole sentences up to this size
+    chunk_overlap: int = 150  # characters of trailing sentences repeated in the next passage
+    max_new_tokens: int = 64
+    max_question_chars: int = 1000
+    threads: int = max(1, os.cpu_count() or 1)
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "chunk_size", "max_new_tokens", "max_question_chars", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+        if self.top_k > 20:
+            raise SettingsError(f"top_k must be at most 20, got {self.top_k}")
+        if self.chunk_size < 100:
+            raise SettingsError(f"chunk_size must be at least 100 characters, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise SettingsError(
+                "chunk_overlap must be at least 0 and smaller than chunk_size, "
+                f"got {self.chunk_overlap} >= {self.chunk_size}"
+                if self.chunk_overlap >= 0
+                else f"chunk_overlap must be at least 0, got {self.chunk_overlap}"
+            )
+        if not self.embedder.strip() or not self.llm.strip():
+            raise SettingsError("embedder and llm names must not be empty")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then `QA_<FIELD>` variables (e.g. QA_TOP_K=6), then non-None overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        if "QA_CACHE_DIR" not in env:
+            values["cache_dir"] = default_cache_dir()
+        for f in fields(cls):
+            raw = env.get(f"QA_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("index_dir", "cache_dir"):
+            if key in values:
+                values[key] = Path(values[key]).expanduser()  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, raw: str, annotation: object) -> object:
+    if annotation in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"QA_{name.upper()} must be an integer, got {raw!r}") from None
+    if annotation in (Path, "Path"):
+        return Path(raw).expanduser()
+    return raw

@@ -1,0 +1,95 @@
+"""The payloads that stages exchange. Frozen: a stage returns new values, never mutates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Language = Literal["fr", "en"]
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # stable: derived from the source name and the text hash
+    source: str  # what a person reads as the document's name (file name)
+    text: str
+    language: Language
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str  # derived from doc_id, offsets and text: re-indexing is idempotent
+    doc_id: str
+    source: str
+    start: int  # character offsets into the document's text
+    end: int
+    text: str
+    language: Language
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk, numbered as shown to the model (n starts at 1)."""
+
+    n: int
+    chunk: Chunk
+    score: float  # fused retrieval score
+    dense_score: float  # cosine similarity between question and passage
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    chunk: Chunk
+    quote: str  # the span of the passage that supports the cited sentence
+    quote_start: int  # offsets of the quote in the document
+    quote_end: int
+    support: float  # 0..1, how well the quote supports the sentence
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    language: Language
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    draft: str = ""  # the model's raw output, before verification
+
+    def to_json(self) -> dict:
+        """The `qa ask --json` object."""
+        return {
+            "question": self.question,
+            "language": self.language,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "citations": [
+                {
+                    "n": c.n,
+                    "chunk_id": c.chunk.chunk_id,
+                    "source": c.chunk.source,
+                    "text": c.chunk.text,
+                    "start": c.chunk.start,
+                    "end": c.chunk.end,
+                    "quote": c.quote,
+                    "quote_start": c.quote_start,
+                    "quote_end": c.quote_end,
+                }
+                for c in self.citations
+            ],
+            "passages": [
+                {
+                    "n": p.n,
+                    "chunk_id": p.chunk.chunk_id,
+                    "source": p.chunk.source,
+                    "text": p.chunk.text,
+                    "score": round(p.score, 6),
+                }
+                for p in self.passages
+            ],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "models": dict(self.models),
+        }

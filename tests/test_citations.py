@@ -1,0 +1,130 @@
+import pytest
+
+from qa.chunking import chunk_document
+from qa.citations import (
+    SupportChecker,
+    answer_sentences,
+    anchors,
+    is_abstention,
+    numbers,
+    parse_markers,
+    strip_markers,
+    with_markers,
+)
+from qa.loading import make_document
+from qa.types import Passage
+from tests.fakes import FakeEmbedder
+
+
+@pytest.mark.parametrize(
+    "text,n,expected",
+    [
+        ("Oui [1].", 3, ([1], [])),
+        ("Voir [0].", 3, ([], [0])),  # [0] never wraps to the last passage
+        ("Voir [4].", 3, ([], [4])),
+        ("A [2][2] B [2, 3] C [Source 1]", 3, ([2, 3, 1], [])),
+        ("Sans citation.", 3, ([], [])),
+        ("[-1] et [1.5]", 3, ([], [])),
+        ("Tout [1-3]", 5, ([1, 3], [])),
+    ],
+)
+def test_markers_are_parsed_with_bounds(text, n, expected):
+    assert parse_markers(text, n) == expected
+
+
+def test_markers_are_stripped_and_put_back_before_the_final_stop():
+    assert strip_markers("Qwen [1] domine [2] .") == "Qwen domine."
+    assert strip_markers("Une phrase coupée [") == "Une phrase coupée"
+    assert with_markers("Qwen domine.", [3, 1, 3]) == "Qwen domine [1][3]."
+    assert with_markers("Qwen domine", []) == "Qwen domine"
+
+
+def test_numbers_ignore_thousands_separators():
+    assert numbers("100 000") == numbers("100,000") == numbers("100\u202f000") == {"100000"}
+    assert numbers("le 14e plan en 2025") == {"14", "2025"}
+
+
+def test_anchors_are_names_and_figures_not_the_first_word():
+    assert anchors("Alibaba developed Qwen in 2023.") == {"qwen", "2023"}
+
+
+def test_answer_sentences_keep_their_markers():
+    assert answer_sentences("Qwen vient d’Alibaba [1]. Hunyuan vient de Tencent. [2]", "fr") == [
+        "Qwen vient d’Alibaba [1].", "Hunyuan vient de Tencent. [2]"]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Les sources ne le disent pas.", True),
+        ("Le texte ne précise pas ce montant.", True),
+        ("The sources do not say.", True),
+        ("The article doesn't mention it.", True),
+        ("Plus de 100 000 modèles [1].", False),
+        ("Qwen est le plus grand écosystème.", False),
+    ],
+)
+def test_abstention_replies_are_recognised(text, expected):
+    assert is_abstention(text) is expected
+
+
+ARTICLE = (
+    "Alibaba a publié Qwen. La famille Qwen compte plus de 100 000 modèles dérivés.\n"
+    "Tencent a publié Hunyuan. Baidu a publié ERNIE.\n"
+    "Le plan d’action américain a été publié en juillet 2025."
+)
+
+
+@pytest.fixture
+def passages():
+    doc = make_document("a.txt", ARTICLE)
+    chunks = chunk_document(doc, 100, 0)
+    return [Passage(n, c, 1.0 / n, 0.5) for n, c in enumerate(chunks, start=1)]
+
+
+@pytest.fixture
+def checker(passages):
+    embedder = FakeEmbedder()
+    return SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+
+
+def _n_of(passages, word):
+    return next(p.n for p in passages if word in p.chunk.text)
+
+
+def test_a_supported_citation_is_kept_with_its_quote(checker, passages):
+    n = _n_of(passages, "100 000")
+    [(sentence, cited, rejected)] = checker.verify(
+        [f"La famille Qwen compte plus de 100 000 modèles dérivés [{n}]."], "Combien ?", "fr")
+    assert [c.n for c in cited] == [n] and rejected == []
+    quote = cited[0]
+    assert quote.quote == "La famille Qwen compte plus de 100 000 modèles dérivés."
+    assert ARTICLE[quote.quote_start : quote.quote_end] == quote.quote
+    assert sentence == "La famille Qwen compte plus de 100 000 modèles dérivés."
+
+
+def test_a_citation_to_an_unrelated_passage_is_moved_to_the_supporting_one(checker, passages):
+    wrong = _n_of(passages, "juillet")
+    right = _n_of(passages, "100 000")
+    [(_, cited, rejected)] = checker.verify(
+        [f"La famille Qwen compte plus de 100 000 modèles dérivés [{wrong}]."], "Combien ?", "fr")
+    assert rejected == [wrong]
+    assert [c.n for c in cited] == [right]
+
+
+def test_a_figure_absent_from_every_passage_is_not_supported(checker):
+    [(_, cited, rejected)] = checker.verify(
+        ["La famille Qwen compte plus de 250 000 modèles dérivés [1]."], "Combien ?", "fr")
+    assert cited == [] and rejected == [1]
+
+
+def test_out_of_range_markers_are_rejected_not_wrapped(checker, passages):
+    [(_, cited, rejected)] = checker.verify(
+        ["La famille Qwen compte plus de 100 000 modèles dérivés [0][9]."], "Combien ?", "fr")
+    assert 0 in rejected and 9 in rejected
+    assert [c.n for c in cited] == [_n_of(passages, "100 000")]  # found by support instead
+
+
+def test_markers_alone_support_nothing(checker):
+    [(sentence, cited, rejected)] = checker.verify(["[1]"], "Combien ?", "fr")
+    assert (sentence, cited, rejected) == ("", [], [1])

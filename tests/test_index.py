@@ -1,0 +1,125 @@
+import json
+
+import pytest
+
+import qa.index as index_module
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.index import load_index, read_manifest, save_index
+from qa.loading import BUNDLED
+from qa.pipeline import build_from_sources, index_sources, open_index
+from tests.fakes import FakeEmbedder
+
+
+def test_save_then_load_round_trips(settings, embedder):
+    built = index_sources([BUNDLED], embedder, settings)
+    loaded = load_index(settings.index_dir)
+    assert loaded.manifest == built.manifest
+    assert loaded.chunks == built.chunks
+    assert loaded.manifest.embedder == "fake" and loaded.manifest.dimension == 256
+    assert loaded.vectors.ntotal == len(built.chunks)
+
+
+def test_missing_index_says_how_to_build_one(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="run `qa index` first"):
+        load_index(tmp_path / "nothing")
+
+
+def test_open_index_builds_over_the_bundled_article_when_missing(settings, embedder):
+    index = open_index(settings, embedder)
+    assert index.manifest.sources == (BUNDLED,)
+    assert read_manifest(settings.index_dir).n_chunks == len(index.chunks)
+
+
+def test_crash_while_saving_leaves_the_previous_index_usable(settings, embedder, monkeypatch):
+    first = index_sources([BUNDLED], embedder, settings)
+    new = build_from_sources([BUNDLED], embedder, settings.with_(chunk_size=300))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr("faiss.write_index", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_index(new, settings.index_dir)
+    monkeypatch.undo()
+    assert load_index(settings.index_dir).chunks == first.chunks
+    leftovers = [p.name for p in (settings.index_dir / "builds").iterdir()]
+    assert len(leftovers) == 1 and not leftovers[0].endswith(".partial")
+
+
+@pytest.mark.parametrize("victim", ["vectors.faiss", "chunks.jsonl", "manifest.json"])
+def test_corrupt_index_files_are_reported(settings, embedder, victim):
+    index_sources([BUNDLED], embedder, settings)
+    build = index_module.current_build(settings.index_dir)
+    (build / victim).write_bytes(b"\x00garbage{")
+    with pytest.raises(IndexCorruptError, match="rebuild it with `qa index`"):
+        load_index(settings.index_dir)
+
+
+def test_inconsistent_counts_are_reported(settings, embedder):
+    index_sources([BUNDLED], embedder, settings)
+    build = index_module.current_build(settings.index_dir)
+    lines = (build / "chunks.jsonl").read_text().splitlines()
+    (build / "chunks.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(IndexCorruptError, match="inconsistent"):
+        load_index(settings.index_dir)
+
+
+def test_pointer_to_a_missing_build_is_reported(settings, embedder):
+    index_sources([BUNDLED], embedder, settings)
+    (settings.index_dir / "CURRENT").write_text("gone\n")
+    with pytest.raises(IndexCorruptError, match="missing build"):
+        load_index(settings.index_dir)
+
+
+@pytest.mark.parametrize("change", [{"chunk_size": 300}, {"chunk_overlap": 20}])
+def test_changed_chunk_settings_trigger_a_rebuild(settings, embedder, change):
+    before = index_sources([BUNDLED], embedder, settings)
+    after = open_index(settings.with_(**change), embedder)
+    assert after.manifest.created >= before.manifest.created
+    assert (after.manifest.chunk_size, after.manifest.chunk_overlap) != (
+        before.manifest.chunk_size, before.manifest.chunk_overlap)
+    assert read_manifest(settings.index_dir) == after.manifest
+
+
+def test_other_embedder_triggers_a_rebuild(settings):
+    index_sources([BUNDLED], FakeEmbedder(), settings)
+    other = FakeEmbedder(dimension=64)
+    other.name = "fake-64"
+    rebuilt = open_index(settings, other)
+    assert rebuilt.manifest.embedder == "fake-64" and rebuilt.vectors.d == 64
+
+
+def test_changed_document_triggers_a_rebuild(settings, embedder, tmp_path):
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+    doc.write_text("Le chien aboie dans le jardin.", encoding="utf-8")
+    index = open_index(settings, embedder)
+    assert "chien" in index.chunks[0].text
+
+
+def test_unchanged_index_is_loaded_not_rebuilt(settings, embedder):
+    index_sources([BUNDLED], embedder, settings)
+    calls = embedder.calls
+    open_index(settings, embedder)
+    assert embedder.calls == calls
+
+
+def test_mismatch_with_unreadable_documents_names_the_fix(settings, embedder, tmp_path):
+    doc = tmp_path / "gone.txt"
+    doc.write_text("Un texte qui va disparaître.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+    doc.unlink()
+    other = FakeEmbedder()
+    other.name = "other"
+    with pytest.raises(IndexMismatchError, match="embedder 'fake', asked for 'other'.*qa index"):
+        open_index(settings, other)
+    assert open_index(settings, embedder).manifest.embedder == "fake"  # still usable as built
+
+
+def test_manifest_records_what_the_issue_names(settings, embedder):
+    index_sources([BUNDLED], embedder, settings)
+    build = index_module.current_build(settings.index_dir)
+    manifest = json.loads((build / "manifest.json").read_text())
+    for key in ("format_version", "embedder", "dimension", "chunk_size", "chunk_overlap", "corpus_hash"):
+        assert key in manifest

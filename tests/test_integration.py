@@ -1,0 +1,76 @@
+"""The default offline stack end to end: real packaged models, the bundled article.
+
+These load the real embedder and generator (a few seconds once per session) and generate
+answers (a few seconds each): marked slow, and still run in CI.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qa.retrieval import fold
+
+pytestmark = pytest.mark.slow
+
+
+def norm(text: str) -> str:
+    return fold(text).replace("\u202f", " ").replace("\u00a0", " ")
+
+
+def supported(answer, needle: str) -> bool:
+    return any(needle in norm(c.chunk.text) for c in answer.citations)
+
+
+def test_french_question_gets_a_cited_french_answer(real_pipeline):
+    answer = real_pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained
+    assert answer.language == "fr"
+    assert "100 000" in norm(answer.text)
+    assert supported(answer, "100 000 modeles derives")
+    assert any("100 000" in c.quote for c in answer.citations)
+
+
+def test_english_question_is_answered_in_english_from_the_french_article(real_pipeline):
+    from qa.language import detect_language
+
+    answer = real_pipeline.ask("When was the US AI Action Plan published?")
+    assert not answer.abstained
+    assert answer.language == "en" and detect_language(answer.text) == "en"
+    assert "july" in norm(answer.text) and "2025" in answer.text
+    assert supported(answer, "juillet 2025")
+
+
+def test_question_the_article_does_not_answer_is_declined_in_french(real_pipeline):
+    answer = real_pipeline.ask("Quel salaire exact DeepSeek propose-t-il ?")
+    assert answer.abstained
+    assert answer.language == "fr" and "ne le dit pas" in answer.text
+    assert answer.citations == ()
+
+
+@pytest.mark.parametrize("question,needle", [
+    ("How many derived models have been built on Qwen?", "100 000 modeles derives"),
+    ("Which Chinese companies released Qwen, Hunyuan and ERNIE?", "hunyuan de tencent"),
+    ("Which platform, created by UC Berkeley researchers, ranks the models?", "lmarena"),
+    ("When was the US AI Action Plan published?", "juillet 2025"),
+    ("What does the five-year plan emphasize about open source?", "plan quinquennal"),
+])
+def test_english_questions_find_the_right_french_passage(real_pipeline, question, needle):
+    passages = real_pipeline.retriever.retrieve(question, "en", top_k=4)
+    assert any(needle in norm(p.chunk.text) for p in passages[:3])
+
+
+def test_cli_json_with_the_real_stack(real_settings):
+    result = subprocess.run(
+        [sys.executable, "-m", "qa", "ask", "Combien de modèles dérivés ont été construits sur Qwen ?", "--json",
+         "--index-dir", str(real_settings.index_dir)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["language"] == "fr" and not data["abstained"]
+    assert "100 000" in norm(data["answer"])
+    assert data["models"] == {"embedder": "use-multilingual", "llm": "qwen2.5-coder-0.5b"}
+    for citation in data["citations"]:
+        assert citation["quote"] in citation["text"]

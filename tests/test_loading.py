@@ -1,0 +1,52 @@
+import pytest
+
+from qa.errors import CorpusError
+from qa.loading import BUNDLED, bundled_document, corpus_hash, load_documents, make_document
+
+
+def test_bundled_article_loads_as_french():
+    doc = bundled_document()
+    assert doc.language == "fr"
+    assert "Qwen" in doc.text
+    assert load_documents([])[0].doc_id == doc.doc_id == load_documents([BUNDLED])[0].doc_id
+
+
+def test_folder_is_expanded_to_text_and_markdown_files(tmp_path):
+    (tmp_path / "a.txt").write_text("Premier document en français, assez long.", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("# Second\nAn English document.", encoding="utf-8")
+    (tmp_path / "c.bin").write_bytes(b"\x00\x01")
+    docs = load_documents([tmp_path])
+    assert [d.source for d in docs] == ["a.txt", "b.md"]
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("latin1.txt", "Café déjà".encode("latin-1"), "not UTF-8"),
+        ("empty.txt", b"   \n", "empty"),
+        ("doc.pdfx", b"hello", "unsupported file type"),
+    ],
+)
+def test_unusable_files_raise_a_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=message):
+        load_documents([path])
+
+
+def test_missing_file_and_empty_folder(tmp_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_documents([tmp_path / "nope.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="holds no"):
+        load_documents([tmp_path / "empty"])
+
+
+def test_document_ids_and_corpus_hash_follow_the_text():
+    a = make_document("x.txt", "Texte un.")
+    assert a.doc_id == make_document("x.txt", "Texte un.").doc_id
+    b = make_document("x.txt", "Texte deux.")
+    assert a.doc_id != b.doc_id
+    assert corpus_hash([a]) != corpus_hash([b])
+    assert make_document("x.txt", "a\r\nb").text == "a\nb"

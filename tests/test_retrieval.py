@@ -1,0 +1,76 @@
+import pytest
+
+from qa.chunking import chunk_documents
+from qa.index import build_index
+from qa.loading import make_document
+from qa.retrieval import Retriever, rrf_fuse, tokenize
+from tests.fakes import FakeEmbedder
+
+
+def test_rrf_worked_example():
+    fused = rrf_fuse([([7, 3], 1.0), ([3, 9], 0.5)], k=1)
+    assert fused == pytest.approx({7: 0.5, 3: 1 / 3 + 0.5 / 2, 9: 0.5 / 3})
+
+
+def test_rrf_per_item_weights():
+    fused = rrf_fuse([([1, 2], [1.0, 0.0])], k=0)
+    assert fused == {1: 1.0, 2: 0.0}
+
+
+def test_tokenize_folds_stems_and_drops_stop_words():
+    assert tokenize("Les modèles dérivés de l’IA", "fr") == ["model", "deriv", "ia"]
+    assert tokenize("The derived models", "en") == ["deriv", "model"]
+
+
+FRENCH = [
+    "Le programme américain sur l’intelligence artificielle a été publié en juillet 2025 par la Maison-Blanche.",
+    "La famille Qwen d’Alibaba compte plus de cent mille modèles dérivés dans le monde entier.",
+    "Plan plan plan : une action, des actions, un plan d’action général pour les entreprises.",
+]
+# A stand-in for a multilingual model: English words map onto the French ones.
+SYNONYMS = {"published": "publie", "derived": "derives", "models": "modeles", "american": "americain",
+            "july": "juillet", "white": "maison-blanche", "house": "maison-blanche"}
+
+
+@pytest.fixture
+def retriever():
+    docs = [make_document(f"fr{i}.txt", text) for i, text in enumerate(FRENCH)]
+    embedder = FakeEmbedder(synonyms=SYNONYMS)
+    chunks = chunk_documents(docs, 600, 0)
+    index = build_index(chunks, embedder, chunk_size=600, chunk_overlap=0, corpus_hash="x", sources=[])
+    return Retriever(index, embedder)
+
+
+def test_english_question_finds_the_french_passage_despite_lexical_noise(retriever):
+    question = "When was the American plan published by the White House?"
+    passages = retriever.retrieve(question, "en", top_k=3)
+    assert passages[0].chunk.source == "fr0.txt"
+    assert [p.n for p in passages] == [1, 2, 3]
+    # what the guard prevents: BM25 on all the English words matches "plan" in the wrong
+    # passage, and fused at full weight it would outrank the dense winner
+    naive = retriever._scores(tokenize(question, "en"))
+    naive_rank = [int(i) for i in naive.argsort()[::-1] if naive[i] > 0]
+    assert retriever.chunks[naive_rank[0]].source == "fr2.txt"
+    dense_rank = list(retriever.dense_scores(question).argsort()[::-1])
+    fused = rrf_fuse([(dense_rank, 1.0), (naive_rank, 1.0)])
+    assert retriever.chunks[max(fused, key=fused.get)].source == "fr2.txt"
+
+
+def test_names_still_match_across_languages(retriever):
+    unaware = Retriever(retriever.index, FakeEmbedder())  # no synonyms: dense sees little
+    passages = unaware.retrieve("How big is the Qwen family from Alibaba?", "en", top_k=1)
+    assert passages[0].chunk.source == "fr1.txt"
+
+
+def test_same_language_lexical_match_counts_fully(retriever):
+    lexical_only = Retriever(retriever.index, FakeEmbedder(), cross_lingual_weight=0.25)
+    passages = lexical_only.retrieve("Combien de modèles dérivés compte Qwen ?", "fr", top_k=1)
+    assert passages[0].chunk.source == "fr1.txt"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_every_mode_returns_numbered_passages_best_first(retriever, mode):
+    retriever.mode = mode
+    passages = retriever.retrieve("Qwen models", "en", top_k=2)
+    assert [p.n for p in passages] == [1, 2]
+    assert passages[0].score >= passages[1].score
