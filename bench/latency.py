@@ -117,7 +117,7 @@ def main() -> int:
     report["rows"] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"\n| measure | median | p90 |\n|---|---|---|")
+    print("\n| measure | median | p90 |\n|---|---|---|")
     for key, label in [("retrieval_s", "retrieval (s)"), ("first_token_s", "first token (s)"),
                        ("decode_tok_s", "decode (tokens/s)"), ("tokens", "tokens per answer"),
                        ("total_s", "total answer (s)")]:

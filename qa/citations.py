@@ -217,7 +217,8 @@ def with_markers(sentence: str, ns: list[int]) -> str:
 
 
 ABSTENTION_PATTERNS = [
-    r"ne (?:le )?(?:disent|dit|pr[ée]cisent|pr[ée]cise|mentionnent|mentionne|contiennent|contient|indiquent|indique|donnent|donne) pas",
+    r"ne (?:le )?(?:disent|dit|pr[ée]cisent|pr[ée]cise|mentionnent|mentionne|contiennent|contient"
+    r"|indiquent|indique|donnent|donne) pas",
     r"(?:aucune|pas d')\s*(?:information|source|mention|pr[ée]cision)",
     r"\b(?:do|does|did) not (?:say|mention|specify|state|contain|provide|give|include)",
     r"\b(?:don't|doesn't|didn't) (?:say|mention|specify|state|contain|provide|give|include)",

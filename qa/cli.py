@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm")
     p.add_argument("--limit", type=int, help="ask at most N questions")
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
+    p.add_argument("--bench-dir", type=Path, help="index folder for a SQuAD-format file's contexts")
     _common(p)
     return parser
 
@@ -117,7 +119,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
         elif not args.json:
             streamed.append(event)
             print(event, end="", flush=True)
-    assert answer is not None
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
         return 0
@@ -162,8 +163,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from qa.evaluation import evaluate, format_table
 
     settings = _settings(args)
-    report = evaluate(args.testset, args.out, settings, limit=args.limit,
-                      answers=not args.retrieval_only, progress=True)
+    report = evaluate(args.testset, args.out, settings, limit=args.limit, answers=not args.retrieval_only,
+                      progress=True, seed=args.seed, bench_dir=args.bench_dir)
     print(format_table(report))
     print(f"\nReport: {args.out}/report.md (and report.json, plots)")
     return 0

@@ -28,6 +28,7 @@ from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.types import Chunk
 
 log = logging.getLogger(__name__)
+# Bump when the saved files or the way passages are cut change: older indexes are then rebuilt.
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
 

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from qa.chunking import chunk_documents
 from qa.citations import SupportChecker, answer_sentences, is_abstention, numbers, with_markers
@@ -77,8 +78,7 @@ def build_from_sources(sources: Sequence[str], embedder: Embedder, settings: Set
 def index_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
                   progress: bool = False) -> Index:
     """`qa index`: build over `sources` (the bundled article when empty) and make it current."""
-    resolved = [s if s.startswith("bundled:") else str(__import__("pathlib").Path(s).resolve())
-                for s in sources]
+    resolved = [s if s.startswith("bundled:") else str(Path(s).resolve()) for s in sources]
     index = build_from_sources(resolved, embedder, settings, progress)
     save_index(index, settings.index_dir)
     return index
@@ -178,12 +178,10 @@ class Pipeline:
         )
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
-        answer = None
         for event in self.stream(question, top_k):
             if isinstance(event, Answer):
-                answer = event
-        assert answer is not None
-        return answer
+                return event
+        raise RuntimeError("the pipeline ended without an answer")  # stream() always yields one
 
     def verify(self, question: str, language: Language, draft: str, passages) -> tuple[str, list[Citation], bool]:
         """Keep the draft's supported sentences with their citations; abstain when none is left."""

@@ -149,7 +149,8 @@ class Retriever:
         if self.mode == "dense":
             order = {i: float(dense[i]) for i in dense_rank}
         elif self.mode == "bm25":  # passages without a shared word follow in corpus order
-            rest = [i for i in range(len(self.chunks)) if i not in set(lexical_rank)]
+            matched = set(lexical_rank)
+            rest = [i for i in range(len(self.chunks)) if i not in matched]
             order = {i: 1.0 / (RRF_K + r) for r, i in enumerate(lexical_rank + rest, start=1)}
         else:
             weights = [self.lexical_weight * (1.0 if self.chunks[i].language == language

@@ -3,8 +3,8 @@ import pytest
 from qa.chunking import chunk_document
 from qa.citations import (
     SupportChecker,
-    answer_sentences,
     anchors,
+    answer_sentences,
     is_abstention,
     numbers,
     parse_markers,
