@@ -13,7 +13,7 @@ from qa.types import Document
 
 BUNDLED_NAME = "strategie-ia-open-source-chine.txt"
 BUNDLED = "bundled:" + BUNDLED_NAME
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx"}
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
@@ -34,26 +34,13 @@ def bundled_document() -> Document:
 
 
 def read_file(path: Path) -> Document:
-    """Read one text or Markdown file; raise CorpusError with the reason when it can't be used."""
+    """Read one text, Markdown, PDF, HTML or Word file; raise CorpusError with the reason when it
+    can't be used (missing, too big, not UTF-8, empty, not what its name says)."""
+    from qa.documents import read_upload  # the one reader for every type (the web app uses it too)
+
     if not path.is_file():
         raise CorpusError(f"{path} does not exist or is not a file")
-    if path.suffix.lower() not in TEXT_SUFFIXES:
-        raise CorpusError(
-            f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
-            f"use {', '.join(sorted(TEXT_SUFFIXES))}"
-        )
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise CorpusError(f"{path} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB")
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise CorpusError(f"{path} can't be read: {error.strerror or error}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise CorpusError(f"{path} is not UTF-8 text (byte {error.start}); convert it to UTF-8") from None
-    return make_document(path.name, text)
+    return read_upload(path, max_bytes=MAX_FILE_BYTES)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:

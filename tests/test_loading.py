@@ -50,3 +50,19 @@ def test_document_ids_and_corpus_hash_follow_the_text():
     assert a.doc_id != b.doc_id
     assert corpus_hash([a]) != corpus_hash([b])
     assert make_document("x.txt", "a\r\nb").text == "a\nb"
+
+
+def test_html_is_read_as_text_without_markup(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><title>T</title><script>alert(1)</script></head>"
+                    "<body><p>Qwen est un modèle d’Alibaba.</p></body></html>", encoding="utf-8")
+    [doc] = load_documents([tmp_path])
+    assert "Qwen est un modèle d’Alibaba." in doc.text
+    assert "alert" not in doc.text and "<p>" not in doc.text
+
+
+def test_a_file_that_is_not_what_its_name_says_is_refused(tmp_path):
+    fake = tmp_path / "report.pdf"
+    fake.write_text("not a pdf at all", encoding="utf-8")
+    with pytest.raises(CorpusError, match="report.pdf"):
+        load_documents([fake])

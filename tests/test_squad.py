@@ -56,8 +56,8 @@ class ScriptedGenerator:
 
     def stream(self, messages: list[dict[str, str]], max_new_tokens: int,
                prefix: str = "") -> Iterator[str]:
-        user = messages[-1]["content"]
-        reply = next((r for q, r in self.replies.items() if q in user), self.default)
+        question = messages[-1]["content"].rsplit("Question", 1)[-1]  # not the sources above it
+        reply = next((r for q, r in self.replies.items() if q in question), self.default)
         for i, word in enumerate(reply.split(" ")):
             yield word if i == 0 and not prefix else " " + word
 
