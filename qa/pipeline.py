@@ -29,7 +29,7 @@ from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
 from qa.loading import BUNDLED, corpus_hash, load_documents
 from qa.prompting import ANSWER_PREFIX, build_messages
-from qa.retrieval import Retriever
+from qa.retrieval import Retriever, tokenize
 from qa.settings import Settings
 from qa.types import Answer, Citation, Language
 
@@ -55,6 +55,23 @@ def expects_figure(question: str) -> bool:
     (True, False)
     """
     return bool(_FIGURE_QUESTION.search(question))
+
+
+def adds_content(sentence: str, question: str, language: Language) -> bool:
+    """Whether an answer sentence says something the question didn't: a content word or a number.
+
+    The small model often answers by restating the question ("la Chine met-elle ses outils à
+    disposition [2]"); the passage then "supports" it, but nothing was answered.
+
+    >>> adds_content("D’après les sources, Qwen compte 100 000 modèles.", "Combien de modèles compte Qwen ?", "fr")
+    True
+    >>> adds_content("According to the sources, China is giving away free AI tools.",
+    ...              "Why is China giving away free AI tools?", "en")
+    False
+    """
+    prefix = set(tokenize(ANSWER_PREFIX[language], language))
+    asked = set(tokenize(question, language)) | prefix
+    return bool(set(tokenize(sentence, language)) - asked)
 
 
 def validate_question(question: str, max_chars: int) -> str:
@@ -196,6 +213,9 @@ class Pipeline:
                 log.info("dropped citation(s) %s from %r", rejected, sentence)
             if not cited:
                 log.info("dropped unsupported sentence %r", sentence)
+                continue
+            if not adds_content(sentence, question, language):
+                log.info("dropped sentence that only restates the question: %r", sentence)
                 continue
             plain.append(sentence)
             kept_sentences.append(with_markers(sentence, [c.n for c in cited]))

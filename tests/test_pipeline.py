@@ -114,3 +114,9 @@ def test_json_has_the_documented_shape(settings):
 ])
 def test_figure_questions(question, expected):
     assert expects_figure(question) is expected
+
+
+def test_an_answer_that_only_restates_the_question_is_not_an_answer(settings):
+    pipeline = make(settings, " la Chine met gratuitement ses outils d’IA à disposition [1].")
+    _, answer = run(pipeline, "Pourquoi la Chine met-elle gratuitement ses outils d’IA à disposition ?")
+    assert answer.abstained and answer.text == ABSTENTION["fr"]
