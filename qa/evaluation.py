@@ -474,6 +474,13 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, float]:
         "abstention_recall": abstention_recall(outcomes),
         "false_abstention": false_abstention_rate(outcomes),
         "language_match": language_match_rate(outcomes),
+        **latency_summary(outcomes),
+    }
+
+
+def latency_summary(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """Median and p95 of the total and first-token times."""
+    return {
         "total_s_median": median(o.total_s for o in outcomes),
         "total_s_p95": p95(o.total_s for o in outcomes),
         "first_token_s_median": median(o.first_token_s for o in outcomes),

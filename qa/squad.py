@@ -40,10 +40,9 @@ from qa.evaluation import (
     config,
     false_abstention_rate,
     language_match_rate,
+    latency_summary,
     mean,
-    median,
     normalize,
-    p95,
     retrieval_baselines,
     squad_exact_match,
     token_f1,
@@ -281,10 +280,7 @@ def squad_summary(scores: Sequence[SquadScore]) -> dict[str, float]:
         "abstention_recall": abstention_recall(outcomes),
         "false_abstention": false_abstention_rate(outcomes),
         "language_match": language_match_rate(outcomes),
-        "total_s_median": median(o.total_s for o in outcomes),
-        "total_s_p95": p95(o.total_s for o in outcomes),
-        "first_token_s_median": median(o.first_token_s for o in outcomes),
-        "first_token_s_p95": p95(o.first_token_s for o in outcomes),
+        **latency_summary(outcomes),
     }
 
 

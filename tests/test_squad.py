@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import doctest
 import json
-import re
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import qa.squad as squad
@@ -17,50 +13,11 @@ from qa.errors import InputError
 from qa.evaluation import evaluate
 from qa.index import current_build
 from qa.pipeline import Pipeline
-from qa.retrieval import fold
 from qa.settings import Settings
 
 # --- fakes (the same as in test_evaluation.py) ---------------------------------------------------
-
-
-class FakeEmbedder:
-    """A qa.embedding.Embedder: hashed bag of folded words, so texts sharing words are close."""
-
-    name = "fake-embedder"
-    dimension = 64
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def embed_batch(self, texts: list[str], kind: str) -> np.ndarray:
-        self.calls += 1
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", fold(text)):
-                vectors[row, zlib.crc32(word.encode()) % (self.dimension - 1)] += 1.0
-            vectors[row, -1] = 0.01
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-class ScriptedGenerator:
-    """A qa.generation.Generator replying with a fixed text per question, streamed word by word.
-
-    Like a model, it continues a `prefix` put in its mouth: the reply then starts with a space.
-    """
-
-    name = "scripted-generator"
-
-    def __init__(self, replies: dict[str, str], default: str = "The sources do not say.") -> None:
-        self.replies = replies
-        self.default = default
-
-    def stream(self, messages: list[dict[str, str]], max_new_tokens: int,
-               prefix: str = "") -> Iterator[str]:
-        question = messages[-1]["content"].rsplit("Question", 1)[-1]  # not the sources above it
-        reply = next((r for q, r in self.replies.items() if q in question), self.default)
-        for i, word in enumerate(reply.split(" ")):
-            yield word if i == 0 and not prefix else " " + word
-
+from tests.fakes import BagOfWordsEmbedder as FakeEmbedder  # noqa: E402
+from tests.fakes import ScriptedGenerator  # noqa: E402
 
 # --- a tiny SQuAD 2.0 file -----------------------------------------------------------------------
 
