@@ -121,17 +121,22 @@ class SupportChecker:
             rows = [i for i, (owner, _) in enumerate(owners) if owner == n]
             self._vectors[n] = vectors[rows]
         self._numbers = {n: numbers(p.chunk.text) for n, p in self.passages.items()}
+        self._all_words = set(_WORDS.findall(fold(" ".join(p.chunk.text for p in passages))))
         self._stems = {n: set(tokenize(p.chunk.text, p.chunk.language))
                        for n, p in self.passages.items()}
 
     def score(self, claim: str, question: str, language: Language, claim_vector: np.ndarray,
-              n: int) -> Support:
+              n: int, sentence: str | None = None) -> Support:
         """How well passage `n` supports `claim`, and its best sentence.
 
         Supported (score >= 0.5) when every number of the claim is in the passage, and
         the claim shares most content words with it (`lexical` >= LEXICAL_THRESHOLD), or one of
         its sentences is close in meaning (cosine >= SEMANTIC_THRESHOLD), or fairly close
         (>= ANCHORED_THRESHOLD) while the claim's names and acronyms appear in the passage.
+        The names and figures of the answer `sentence` that occur in the retrieved passages must
+        all be in one sentence of this passage, which becomes the quote: a claim that pairs a name
+        from one sentence with a fact from another ("Hunyuan has 100,000 derived models", where
+        the passage says it of Qwen) is not supported.
         """
         passage = self.passages[n]
         text = passage.chunk.text
@@ -140,6 +145,10 @@ class SupportChecker:
         if claim_numbers - self._numbers[n]:
             return Support(0.0, *spans[0])  # a figure the passage doesn't contain
         sims = self._vectors[n] @ claim_vector
+        together = self._sentences_holding(n, sentence if sentence is not None else claim)
+        if not together:
+            return Support(0.0, *spans[0])
+        sims = np.where(np.isin(np.arange(len(spans)), together), sims, -1.0)
         best = int(np.argmax(sims))
         semantic = float(sims[best])
         stems = set(tokenize(claim, language))
@@ -149,13 +158,26 @@ class SupportChecker:
         # the quote: the sentence closest by meaning, unless another shares clearly more of the
         # claim's numbers and content words
         overlap = [len(stems & set(tokenize(text[s:e], passage.chunk.language)))
-                   + 2 * len(claim_numbers & numbers(text[s:e])) for s, e in spans]
+                   + 2 * len(claim_numbers & numbers(text[s:e])) if k in together else -1
+                   for k, (s, e) in enumerate(spans)]
         if max(overlap) > overlap[best] + 1:
             best = int(np.argmax(overlap))
         ratios = [lexical / LEXICAL_THRESHOLD, semantic / SEMANTIC_THRESHOLD]
         if anchored:
             ratios.append(semantic / ANCHORED_THRESHOLD)
         return Support(min(1.0, 0.5 * max(ratios)), *spans[best])
+
+    def _sentences_holding(self, n: int, sentence: str) -> list[int]:
+        """Indices of passage `n`'s sentences that hold every name and figure of `sentence` found
+        in the retrieved passages (names found nowhere, such as translations, don't count)."""
+        text = self.passages[n].chunk.text
+        spans = self._spans[n]
+        words = [set(_WORDS.findall(fold(text[s:e]))) for s, e in spans]
+        figures = [numbers(text[s:e]) for s, e in spans]
+        # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count
+        names = {w for w in anchors(strip_markers(sentence)) if len(w) > 2} & self._all_words
+        wanted = numbers(strip_markers(sentence)) & self._numbers[n]
+        return [k for k in range(len(spans)) if names <= words[k] and wanted <= figures[k]]
 
     def claims(self, sentence: str, question: str) -> str:
         bare = strip_markers(sentence)
@@ -180,14 +202,15 @@ class SupportChecker:
                 continue
             kept: list[Citation] = []
             rejected = list(out_of_range)
+            bare = strip_markers(sentence)
             for n in cited:
-                support = self.score(claim, question, language, vector, n)
+                support = self.score(claim, question, language, vector, n, bare)
                 if support.score >= 0.5:
                     kept.append(self._citation(n, support))
                 else:
                     rejected.append(n)
             if not kept:
-                scored = [(self.score(claim, question, language, vector, n), n) for n in self.passages]
+                scored = [(self.score(claim, question, language, vector, n, bare), n) for n in self.passages]
                 if scored:
                     support, n = max(scored, key=lambda pair: pair[0].score)
                     if support.score >= 0.5:

@@ -218,3 +218,26 @@ def message_text(message: dict) -> str:
     if isinstance(content, list):
         content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     return html.unescape(re.sub(r"<[^>]+>", " ", content))
+
+
+def test_an_uploaded_pdf_is_cited_and_a_follow_up_is_rewritten(page, artifacts, tmp_path):
+    from tests.test_app import minimal_pdf
+
+    pdf = tmp_path / "rapport-zorglub.pdf"
+    pdf.write_bytes(minimal_pdf("Le code du coffre de la societe Zorglub est 4321."))
+    page.get_by_text("Vos documents · Your documents").click()
+    page.locator("#qa-files input[type='file']").set_input_files(str(pdf))
+    page.wait_for_function(
+        """() => (document.querySelector('#qa-documents') || {}).innerText?.includes('rapport-zorglub.pdf')""",
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    answer = ask(page, "Quel est le code du coffre de la société Zorglub ?")
+    assert "4321" in answer
+    assert_cited_with_highlight(page, answer)
+    assert "rapport-zorglub.pdf" in page.locator("#qa-sources .qa-cited").first.inner_text()
+    page.screenshot(path=str(artifacts / "upload-pdf.png"), full_page=True)
+
+    ask(page, FR_QUESTION)
+    follow_up = ask(page, "Et Hunyuan ?")
+    assert "Combien de modèles dérivés ont été construits sur Hunyuan ?" in follow_up  # shown, discreetly
+    page.screenshot(path=str(artifacts / "follow-up.png"), full_page=True)

@@ -128,3 +128,13 @@ def test_out_of_range_markers_are_rejected_not_wrapped(checker, passages):
 def test_markers_alone_support_nothing(checker):
     [(sentence, cited, rejected)] = checker.verify(["[1]"], "Combien ?", "fr")
     assert (sentence, cited, rejected) == ("", [], [1])
+
+
+def test_a_name_from_one_sentence_joined_to_a_fact_of_another_is_not_supported(checker, passages):
+    n = _n_of(passages, "100 000")
+    swapped = f"D’après les sources, Hunyuan compte plus de 100 000 modèles dérivés [{n}]."
+    # the article's passage says it of Qwen; "Hunyuan" is elsewhere in the same text
+    [(_, cited, rejected)] = checker.verify([swapped], "Combien ?", "fr")
+    assert cited == [] and n in rejected
+    [(_, cited, _)] = checker.verify([f"Qwen compte plus de 100 000 modèles dérivés [{n}]."], "Combien ?", "fr")
+    assert [c.n for c in cited] == [n]
