@@ -139,6 +139,7 @@ class Pipeline:
     index: Index | None = None
     progress: bool = False
     _retriever: Retriever | None = None
+    _warm: bool = False
 
     def load(self) -> Pipeline:
         s = self.settings
@@ -153,6 +154,10 @@ class Pipeline:
                                             progress=self.progress)
         if hasattr(self.generator, "load"):
             self.generator.load()
+        if not self._warm:  # lazy weights and the language detector: load now, not on the first question
+            self.embedder.embed_batch(["warm up"], "query")
+            detect_language("warm up")
+            self._warm = True
         return self
 
     @property
