@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qa.citations import strip_markers
 from qa.errors import InputError, QAError
 from qa.settings import Settings
 from qa.types import Answer
@@ -89,12 +90,12 @@ def _highlight(text: str, start: int, end: int, tty: bool) -> str:
 
 def render_sources(answer: Answer, tty: bool) -> str:
     lines = []
-    label = "Sources" if answer.language == "en" else "Sources"
     if answer.citations:
-        lines.append(f"\n{label}:")
+        lines.append("\nSources:")
         for c in answer.citations:
             start, end = c.quote_start - c.chunk.start, c.quote_end - c.chunk.start
-            lines.append(f"[{c.n}] {c.chunk.source} (characters {c.chunk.start}-{c.chunk.end})")
+            where = "characters" if answer.language == "en" else "caractères"
+            lines.append(f"[{c.n}] {c.chunk.source} ({where} {c.chunk.start}-{c.chunk.end})")
             lines.append("    " + _highlight(c.chunk.text, start, end, tty).replace("\n", "\n    "))
     elif answer.passages:
         closest = "Closest passages" if answer.language == "en" else "Passages les plus proches"
@@ -125,8 +126,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if streamed:
         print()
     if answer.text.strip() != answer.draft.strip():
-        checked = "Checked against the sources" if answer.language == "en" else "Vérifié sur les sources"
-        print(f"\n{checked}: {answer.text}")
+        fr = answer.language == "fr"
+        if strip_markers(answer.text) == strip_markers(answer.draft):  # only the numbers moved
+            label = "Citations vérifiées" if fr else "Checked citations"
+            print(f"\n{label}: {' '.join(f'[{c.n}]' for c in answer.citations)}")
+        else:
+            label = "Vérifié sur les sources" if fr else "Checked against the sources"
+            print(f"\n{label}: {answer.text}")
     print(render_sources(answer, tty))
     return 0
 

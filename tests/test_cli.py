@@ -114,3 +114,12 @@ def test_models_lists_what_is_packaged(capsys, monkeypatch, tmp_path):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "use-multilingual" in out and "qwen2.5-coder-0.5b" in out and "not prepared yet" in out
+
+
+def test_when_only_citation_numbers_moved_the_answer_is_not_repeated(fakes, capsys, monkeypatch):
+    generator = FakeGenerator(" la famille Qwen compte plus de 100 000 modèles dérivés [4].")
+    monkeypatch.setattr(qa.pipeline, "make_generator", lambda *a, **k: generator)
+    assert main(["ask", "Combien de modèles dérivés ont été construits sur Qwen ?"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("100 000 modèles dérivés") == 2  # the streamed answer and the quoted source
+    assert "Citations vérifiées: [1]" in out and "caractères" in out
