@@ -1,12 +1,11 @@
-"""The messages sent to the language model: rules and two worked examples in the question's
+"""The messages sent to the language model: rules and one worked example in the question's
 language, then the numbered passages and the question.
 
 Measured on the project's test set with the 0.5B default model (see README): told to refuse
 when the sources lack the answer, it refuses most answerable questions; so the prompt asks for
 an answer only, and abstention is decided afterwards by checking the answer against the
-passages (`qa.citations`). The worked examples fix the format (a short sentence, then `[n]`),
-keep English answers in English even though the sources are French, and show a "why" question
-answered with content rather than restated (accuracy 0.359 -> 0.406 on the test set).
+passages (`qa.citations`). One worked example fixes the format (a short sentence, then `[n]`)
+and keeps English answers in English even though the sources are French.
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ SYSTEM = {
 }
 
 _EXAMPLE_SOURCES = ("Le musée du Louvre a accueilli 8,7 millions de visiteurs en 2023.",
-                    "La tour Eiffel mesure 330 mètres. Elle a été construite pour l’Exposition "
-                    "universelle de 1889, afin de montrer le savoir-faire industriel français.")
+                    "La tour Eiffel mesure 330 mètres.")
 # The reply starts with these words, put in the model's mouth: without them the 0.5B model
 # often answers a bare (and sometimes wrong) number or copies a source marker.
 ANSWER_PREFIX = {"fr": "D’après les sources,", "en": "According to the sources,"}
@@ -41,14 +39,6 @@ EXAMPLE = {
            "D’après les sources, le Louvre a accueilli 8,7 millions de visiteurs en 2023 [1]."),
     "en": ("How tall is the Eiffel Tower?",
            "According to the sources, the Eiffel Tower is 330 metres tall [2]."),
-}
-EXAMPLE_WHY = {
-    "fr": ("Pourquoi la tour Eiffel a-t-elle été construite ?",
-           "D’après les sources, elle a été construite pour l’Exposition universelle de 1889, afin de "
-           "montrer le savoir-faire industriel français [2]."),
-    "en": ("Why was the Eiffel Tower built?",
-           "According to the sources, it was built for the 1889 World's Fair, to show French "
-           "industrial know-how [2]."),
 }
 LABELS = {"fr": ("Sources", "Source", "Question", " :"), "en": ("Sources", "Source", "Question", ":")}
 
@@ -77,9 +67,6 @@ def build_messages(question: str, language: Language, passages: list[Passage]) -
         {"role": "system", "content": SYSTEM[language]},
         {"role": "user", "content": user_message(example_q, language, list(enumerate(_EXAMPLE_SOURCES, 1)))},
         {"role": "assistant", "content": example_a},
-        {"role": "user", "content": user_message(EXAMPLE_WHY[language][0], language,
-                                                 list(enumerate(_EXAMPLE_SOURCES, 1)))},
-        {"role": "assistant", "content": EXAMPLE_WHY[language][1]},
         {"role": "user", "content": user_message(question, language,
                                                  [(p.n, p.chunk.text) for p in passages])},
     ]
