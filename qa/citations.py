@@ -125,8 +125,8 @@ class SupportChecker:
         self._stems = {n: set(tokenize(p.chunk.text, p.chunk.language))
                        for n, p in self.passages.items()}
 
-    def score(self, claim: str, question: str, language: Language, claim_vector: np.ndarray,
-              n: int, sentence: str | None = None) -> Support:
+    def score(self, claim: str, language: Language, claim_vector: np.ndarray, n: int,
+              sentence: str | None = None) -> Support:
         """How well passage `n` supports `claim`, and its best sentence.
 
         Supported (score >= 0.5) when every number of the claim is in the passage, and
@@ -204,13 +204,13 @@ class SupportChecker:
             rejected = list(out_of_range)
             bare = strip_markers(sentence)
             for n in cited:
-                support = self.score(claim, question, language, vector, n, bare)
+                support = self.score(claim, language, vector, n, bare)
                 if support.score >= 0.5:
                     kept.append(self._citation(n, support))
                 else:
                     rejected.append(n)
             if not kept:
-                scored = [(self.score(claim, question, language, vector, n, bare), n) for n in self.passages]
+                scored = [(self.score(claim, language, vector, n, bare), n) for n in self.passages]
                 if scored:
                     support, n = max(scored, key=lambda pair: pair[0].score)
                     if support.score >= 0.5:

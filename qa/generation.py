@@ -59,10 +59,6 @@ class TransformersGenerator:
         self._tokenizer, self._model = tokenizer, model
         return self
 
-    def count_tokens(self, text: str) -> int:
-        self.load()
-        return len(self._tokenizer(text)["input_ids"])
-
     def stream(self, messages: list[Message], max_new_tokens: int, prefix: str = "") -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer

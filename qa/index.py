@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.embedding import Embedder
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.errors import IndexCorruptError, IndexNotFoundError
 from qa.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,3 @@ def load_index(index_dir: Path) -> Index:
             f"{len(chunks)} passages, manifest says {manifest.n_chunks} of {manifest.dimension}): {fix}"
         )
     return Index(manifest, chunks, store)
-
-
-def check_compatible(manifest: Manifest, embedder: str, chunk_size: int, chunk_overlap: int) -> None:
-    reasons = manifest.mismatches(embedder, chunk_size, chunk_overlap)
-    if reasons:
-        raise IndexMismatchError(f"the index does not match the settings ({'; '.join(reasons)}): "
-                                 "rebuild it with `qa index` and the same --embedder")
