@@ -1,0 +1,102 @@
+"""Evidence: the sentences of the retrieved passages that best answer the question.
+
+    passages -> sentences -> score -> the best one (and the runner-up when nearly as good)
+
+The 0.5B default model reads four passages poorly (README, *Quality*): it often answers with a
+neighbouring fact. Scoring each sentence against the question finds the one that holds the
+answer more often than the model's own answer contains it, so the extractive answer style quotes
+(or translates) these sentences, cited by construction.
+
+A sentence's score adds its cosine with the question (multilingual embeddings), the share of the
+question's content words it contains (same-language stems), the share of the question's names
+and numbers it contains (they survive translation) and a small prior for higher-ranked passages.
+The weights were chosen on 300-question samples of PIAF and XQuAD (gold answer in the chosen
+sentence: 0.50 / 0.78 for the best sentence alone), not on the project's test set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.chunking import split_sentences
+from qa.retrieval import anchors, fold, tokenize
+from qa.types import Language, Passage
+
+WEIGHTS = {"dense": 1.0, "words": 1.0, "names": 0.3, "rank": 0.1}
+# The runner-up joins the best sentence when it scores within this margin: on the PIAF / XQuAD
+# samples, 1.3 / 1.2 sentences on average, gold answer included 0.56 / 0.83 of the time.
+RUNNER_UP_MARGIN = 0.1
+MAX_SENTENCES = 2
+
+_WORDS = re.compile(r"\w+")
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One sentence of a retrieved passage; `start`/`end` are offsets in the passage's text."""
+
+    passage: Passage
+    start: int
+    end: int
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.passage.chunk.text[self.start:self.end]
+
+    @property
+    def language(self) -> Language:
+        return self.passage.chunk.language
+
+
+def rank_sentences(question: str, language: Language, passages: Sequence[Passage],
+                   embed_query: Embed, embed_passages: Embed) -> list[Evidence]:
+    """Every distinct sentence of `passages`, best first (a sentence repeated by overlapping
+    passages counts once, in the higher-ranked passage)."""
+    found: list[tuple[Passage, int, int]] = []
+    seen: set[str] = set()
+    for passage in sorted(passages, key=lambda p: p.n):
+        text = passage.chunk.text
+        for start, end in split_sentences(text, passage.chunk.language) or [(0, len(text))]:
+            key = " ".join(text[start:end].split())
+            if key and key not in seen:
+                seen.add(key)
+                found.append((passage, start, end))
+    if not found:
+        return []
+    texts = [p.chunk.text[s:e] for p, s, e in found]
+    dense = embed_passages(texts) @ embed_query([question])[0]
+    asked = set(tokenize(question, language))
+    names = {w for w in anchors(question) if len(w) > 2}
+    ranked = []
+    for (passage, start, end), text, cosine in zip(found, texts, dense, strict=True):
+        words = len(asked & set(tokenize(text, language))) / len(asked) if asked else 0.0
+        held = len(names & set(_WORDS.findall(fold(text)))) / len(names) if names else 0.0
+        score = (WEIGHTS["dense"] * float(cosine) + WEIGHTS["words"] * words
+                 + WEIGHTS["names"] * held + WEIGHTS["rank"] / passage.n)
+        ranked.append(Evidence(passage, start, end, score))
+    return sorted(ranked, key=lambda e: -e.score)
+
+
+def select(ranked: Sequence[Evidence], margin: float = RUNNER_UP_MARGIN,
+           limit: int = MAX_SENTENCES) -> list[Evidence]:
+    """The best sentence, and the next ones scoring within `margin` of it (at most `limit`),
+    in reading order (passage, then position).
+
+    >>> from qa.types import Chunk, Passage
+    >>> chunk = Chunk("d#0", "d", "d.txt", 0, 8, "A. B. C.", "en")
+    >>> p = Passage(1, chunk, 1.0, 1.0)
+    >>> [e.text for e in select([Evidence(p, 6, 8, 0.9), Evidence(p, 0, 2, 0.85), Evidence(p, 3, 5, 0.5)])]
+    ['A.', 'C.']
+    """
+    if not ranked:
+        return []
+    best = ranked[0].score
+    chosen = [e for e in ranked[:limit] if e.score >= best - margin]
+    return sorted(chosen, key=lambda e: (e.passage.n, e.start))

@@ -1,0 +1,53 @@
+"""Evidence sentences: scored against the question, deduplicated, the runner-up kept when close."""
+
+import pytest
+
+from qa.evidence import RUNNER_UP_MARGIN, Evidence, rank_sentences, select
+from qa.types import Chunk, Passage
+from tests.fakes import FakeEmbedder
+
+
+def passage(n: int, text: str, language: str = "fr", start: int = 0) -> Passage:
+    chunk = Chunk(f"d#{start}", "d", "d.txt", start, start + len(text), text, language)
+    return Passage(n, chunk, 1.0 / n, 0.5)
+
+
+def rank(question: str, language: str, passages: list[Passage]) -> list[Evidence]:
+    embedder = FakeEmbedder()
+    return rank_sentences(question, language, passages,
+                          lambda texts: embedder.embed_batch(texts, "query"),
+                          lambda texts: embedder.embed_batch(texts, "passage"))
+
+
+def test_the_sentence_holding_the_question_s_words_comes_first():
+    p = passage(1, "La Chine investit. Alibaba a publié Qwen en 2023. Le temps est doux.")
+    ranked = rank("Qui a publié Qwen ?", "fr", [p])
+    assert ranked[0].text == "Alibaba a publié Qwen en 2023."
+    assert [e.score for e in ranked] == sorted((e.score for e in ranked), reverse=True)
+    assert p.chunk.text[ranked[0].start:ranked[0].end] == ranked[0].text
+
+
+def test_a_sentence_repeated_by_overlapping_passages_counts_once_in_the_better_passage():
+    first = passage(1, "Qwen compte 100 000 modèles. Fin.")
+    second = passage(2, "Qwen compte 100 000 modèles. Autre chose.", start=0)
+    ranked = rank("Combien de modèles compte Qwen ?", "fr", [second, first])
+    texts = [e.text for e in ranked]
+    assert texts.count("Qwen compte 100 000 modèles.") == 1
+    assert next(e for e in ranked if e.text.startswith("Qwen")).passage.n == 1
+
+
+def test_across_languages_names_and_numbers_still_count():
+    p = passage(1, "Le plan américain est sorti. Hunyuan vient de Tencent.")
+    ranked = rank("Which company made Hunyuan?", "en", [p])
+    assert ranked[0].text == "Hunyuan vient de Tencent."
+
+
+def test_no_passages_no_evidence():
+    assert rank("Qui ?", "fr", []) == [] and select([]) == []
+
+
+@pytest.mark.parametrize("second_score,kept", [(0.96 - RUNNER_UP_MARGIN, 2), (0.94 - RUNNER_UP_MARGIN, 1)])
+def test_the_runner_up_joins_only_when_close(second_score, kept):
+    p = passage(1, "A. B.")
+    chosen = select([Evidence(p, 3, 5, 0.95), Evidence(p, 0, 2, second_score)])
+    assert len(chosen) == kept and chosen[-1].text == "B."  # reading order
