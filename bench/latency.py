@@ -1,12 +1,18 @@
 """Latency and memory of the default offline stack, as a person waiting for an answer sees them.
 
-    .venv/bin/python bench/latency.py [--runs 3] [--prepare] [--out artifacts/bench/latency.json]
+    .venv/bin/python bench/latency.py [--runs 3] [--prepare] [--styles extractive,generative]
+                                      [--out artifacts/bench/latency.json]
 
 Measures, in one process on this machine: model preparation (with --prepare: GGUF assembly and
 bf16 conversion into a temporary cache), load time (embedder, index, generator), and for a
 fixed list of French and English questions, repeated --runs times: retrieval, time to first
-token, decode speed (tokens/s after the first), total answer time. Reports medians (and p90)
-over all answers, and the process's peak RSS. No thresholds: a benchmark, not a test.
+token, decode speed (tokens/s after the first), total answer time, for each answer style in turn
+on the same loaded models (so the styles compare within one sitting). Reports medians (and p90)
+over all answers per style, and the process's peak RSS. No thresholds: a benchmark, not a test.
+
+"First token" is the first piece a person sees: the draft's first token in the generative style;
+in the extractive style, the quote (or the translation's first token) after the hidden draft
+has been checked. Tokens and decode speed count what is shown.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 QUESTIONS = [
@@ -47,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prepare", action="store_true", help="also time a fresh model preparation")
+    parser.add_argument("--styles", default="extractive,generative", help="answer styles to time, in turn")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/latency.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,44 +92,55 @@ def main() -> int:
         report["load_s"] = round(time.perf_counter() - started, 2)  # includes building the index
         tokenizer = pipeline.generator._tokenizer
         rows = []
+        styles = [style.strip() for style in args.styles.split(",") if style.strip()]
+        base = pipeline
         for run in range(args.runs):
             for language, question in QUESTIONS:
-                start = time.perf_counter()
-                stamps = []
-                answer = None
-                for event in pipeline.stream(question):
-                    if isinstance(event, Answer):
-                        answer = event
-                    else:
-                        stamps.append((time.perf_counter(), event))
-                generated = "".join(piece for _, piece in stamps[1:])  # [0] is the fixed prefix
-                tokens = len(tokenizer(generated)["input_ids"])
-                first = answer.timings["first_token_s"]
-                decode_s = stamps[-1][0] - start - first if len(stamps) > 2 else float("nan")
-                rows.append({
-                    "run": run, "language": language, "question": question,
-                    "retrieval_s": answer.timings["retrieval_s"], "first_token_s": first,
-                    "total_s": answer.timings["total_s"], "tokens": tokens,
-                    "decode_tok_s": (tokens - 1) / decode_s if decode_s and decode_s > 0 else float("nan"),
-                    "abstained": answer.abstained,
-                })
-                print(f"run {run} {language} total {answer.timings['total_s']:.2f} s first "
-                      f"{first:.2f} s tokens {tokens} | {answer.text[:70]}", file=sys.stderr)
+                for style in styles:
+                    # a fresh translation memory: every answer is timed as if asked for the first time
+                    pipeline = replace(base, settings=settings.with_(answer_style=style), _translations={})
+                    start = time.perf_counter()
+                    stamps = []
+                    answer = None
+                    for event in pipeline.stream(question):
+                        if isinstance(event, Answer):
+                            answer = event
+                        else:
+                            stamps.append((time.perf_counter(), event))
+                    generated = "".join(piece for _, piece in stamps[1:])  # [0] is a fixed lead
+                    tokens = len(tokenizer(generated)["input_ids"])
+                    first = answer.timings["first_token_s"]
+                    decode_s = stamps[-1][0] - start - first if len(stamps) > 2 else float("nan")
+                    rows.append({
+                        "run": run, "style": style, "language": language, "question": question,
+                        "retrieval_s": answer.timings["retrieval_s"], "first_token_s": first,
+                        "total_s": answer.timings["total_s"], "tokens": tokens,
+                        "decode_tok_s": (tokens - 1) / decode_s if decode_s and decode_s > 0 else float("nan"),
+                        "abstained": answer.abstained,
+                    })
+                    print(f"run {run} {style} {language} total {answer.timings['total_s']:.2f} s first "
+                          f"{first:.2f} s tokens {tokens} | {answer.text[:70]}", file=sys.stderr)
 
-    def summary(key: str) -> dict:
-        values = [r[key] for r in rows if r[key] == r[key]]
+    def summary(key: str, style: str) -> dict:
+        values = [r[key] for r in rows if r["style"] == style and r[key] == r[key]]
+        if not values:
+            return {"median": float("nan"), "p90": float("nan")}
         return {"median": round(statistics.median(values), 3), "p90": round(percentile(values, 0.9), 3)}
 
-    report.update({key: summary(key) for key in ("retrieval_s", "first_token_s", "total_s", "decode_tok_s", "tokens")})
+    keys = ("retrieval_s", "first_token_s", "total_s", "decode_tok_s", "tokens")
+    report["styles"] = {style: {key: summary(key, style) for key in keys} for style in styles}
     report["peak_rss_mb"] = round(peak_rss_mb())
     report["rows"] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print("\n| measure | median | p90 |\n|---|---|---|")
-    for key, label in [("retrieval_s", "retrieval (s)"), ("first_token_s", "first token (s)"),
-                       ("decode_tok_s", "decode (tokens/s)"), ("tokens", "tokens per answer"),
+    print("\n| measure | " + " | ".join(f"{style} median | p90" for style in styles) + " |")
+    print("|---|" + "---|---|" * len(styles))
+    for key, label in [("retrieval_s", "retrieval (s)"), ("first_token_s", "first piece shown (s)"),
+                       ("decode_tok_s", "decode (tokens/s)"), ("tokens", "tokens shown per answer"),
                        ("total_s", "total answer (s)")]:
-        print(f"| {label} | {report[key]['median']} | {report[key]['p90']} |")
+        cells = " | ".join(f"{report['styles'][s][key]['median']} | {report['styles'][s][key]['p90']}"
+                           for s in styles)
+        print(f"| {label} | {cells} |")
     print(f"\nload {report['load_s']} s (embedder, index build, generator); peak RSS {report['peak_rss_mb']} MB"
           + (f"; preparation {report['prepare_s']} s" if "prepare_s" in report else ""))
     return 0

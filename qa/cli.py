@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qa.citations import strip_markers
 from qa.errors import InputError, QAError
-from qa.settings import Settings
+from qa.settings import ANSWER_STYLES, Settings
 from qa.types import Answer
 
 EXIT_ERROR = 1
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
     p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
+    p.add_argument("--answer-style", choices=ANSWER_STYLES,
+                   help="extractive (default): quote or translate the best evidence sentences; "
+                        "generative: the model's own verified sentence")
     _common(p)
 
     p = sub.add_parser("models", help="show the models, or prepare the default generator")
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("artifacts/eval"))
     p.add_argument("--top-k", type=int)
     p.add_argument("--llm")
+    p.add_argument("--answer-style", choices=ANSWER_STYLES)
     p.add_argument("--limit", type=int, help="ask at most N questions")
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
@@ -80,7 +84,8 @@ def _quiet_libraries(verbose: bool) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(index_dir=getattr(args, "index_dir", None),
                              embedder=getattr(args, "embedder", None),
-                             llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None))
+                             llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None),
+                             answer_style=getattr(args, "answer_style", None))
 
 
 def _highlight(text: str, start: int, end: int, tty: bool) -> str:
@@ -125,9 +130,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     if streamed:
         print()
-    if answer.text.strip() != answer.draft.strip():
+    shown = "".join(streamed).strip()
+    if answer.text.strip() != shown:  # generative style: verification changed the draft
         fr = answer.language == "fr"
-        if strip_markers(answer.text) == strip_markers(answer.draft):  # only the numbers moved
+        if strip_markers(answer.text) == strip_markers(shown):  # only the numbers moved
             label = "Citations vérifiées" if fr else "Checked citations"
             print(f"\n{label}: {' '.join(f'[{c.n}]' for c in answer.citations)}")
         else:

@@ -10,6 +10,9 @@ from qa.errors import SettingsError
 
 DEFAULT_EMBEDDER = "use-multilingual"
 DEFAULT_LLM = "qwen2.5-coder-0.5b"
+# "extractive": the model's draft decides whether the sources answer, the answer quotes (or
+# translates) the best evidence sentences; "generative": the model's verified draft is the answer.
+ANSWER_STYLES = ("extractive", "generative")
 
 
 def default_cache_dir() -> Path:
@@ -28,6 +31,7 @@ class Settings:
     chunk_size: int = 600  # characters; passages are whole sentences up to this size
     chunk_overlap: int = 150  # characters of trailing sentences repeated in the next passage
     max_new_tokens: int = 64
+    answer_style: str = "extractive"
     max_question_chars: int = 1000
     threads: int = max(1, os.cpu_count() or 1)
 
@@ -47,6 +51,8 @@ class Settings:
                 if self.chunk_overlap >= 0
                 else f"chunk_overlap must be at least 0, got {self.chunk_overlap}"
             )
+        if self.answer_style not in ANSWER_STYLES:
+            raise SettingsError(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if not self.embedder.strip() or not self.llm.strip():
             raise SettingsError("embedder and llm names must not be empty")
 

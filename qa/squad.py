@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -50,7 +51,7 @@ from qa.evaluation import (
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
 from qa.loading import corpus_hash, make_document
-from qa.pipeline import Pipeline
+from qa.pipeline import QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
 from qa.prompting import ANSWER_PREFIX
 from qa.retrieval import fold
 from qa.settings import Settings
@@ -226,17 +227,21 @@ class SquadScore:
 
 def strip_lead_in(answer: str) -> str:
     """The answer without the lead-in the pipeline starts every reply with ("According to the
-    sources,"): SQuAD scores compare content, and the formula would cost every answer F1.
+    sources,") and without quotation marks: SQuAD scores compare content, and the formula would
+    cost every answer F1.
 
     >>> strip_lead_in("D'après les sources, le Louvre.")
     'le Louvre.'
+    >>> strip_lead_in("According to the sources (translated from French): “The Louvre.”")
+    'The Louvre.'
     >>> strip_lead_in("Le Louvre.")
     'Le Louvre.'
     """
-    for lead_in in ANSWER_PREFIX.values():
+    for lead_in in (*TRANSLATED_LEAD.values(), *QUOTE_LEAD.values(), *ANSWER_PREFIX.values()):
         if fold(answer[: len(lead_in)]) == fold(lead_in):
-            return answer[len(lead_in) :].lstrip()
-    return answer
+            answer = answer[len(lead_in) :]
+            break
+    return re.sub(r"[«»“”\u00a0]", " ", answer).strip()
 
 
 def score_row(row: dict, question: SquadQuestion) -> SquadScore:

@@ -92,4 +92,5 @@ class Answer:
             ],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "models": dict(self.models),
+            "draft": self.draft,
         }

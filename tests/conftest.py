@@ -37,6 +37,15 @@ def settings(tmp_path) -> Settings:
 
 
 @pytest.fixture
+def model_always_drafts(monkeypatch):
+    """Extractive style with the model's draft always written: fake embedders' scores aren't
+    calibrated like the real one's, so strong evidence could skip the scripted draft."""
+    import qa.pipeline
+
+    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", float("inf"))
+
+
+@pytest.fixture
 def embedder() -> FakeEmbedder:
     return FakeEmbedder()
 

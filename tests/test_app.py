@@ -26,6 +26,8 @@ from qa.pipeline import ABSTENTION
 from qa.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeGenerator
 
+pytestmark = pytest.mark.usefixtures("model_always_drafts")  # the scripted drafts are used
+
 QWEN = "Combien de modèles dérivés ont été construits sur Qwen ?"
 QWEN_REPLY = " la famille Qwen compte plus de 100 000 modèles dérivés [1]."
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -52,6 +54,7 @@ def text_of(fragment: str) -> str:
 
 
 def test_the_answer_streams_as_growing_text_then_is_replaced_by_the_verified_answer(settings):
+    settings = settings.with_(answer_style="generative")  # the draft is what streams
     engine = make_engine(settings, " Qwen d’Alibaba et Hunyuan de Tencent sont des exemples [1]. "
                                    "Le président de Baidu adore la pêche à la ligne [2].")
     outputs = ask(engine, "Quels modèles ont été publiés par les géants chinois ?")
@@ -68,6 +71,17 @@ def test_the_answer_streams_as_growing_text_then_is_replaced_by_the_verified_ans
     assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
     assert history[0]["content"] == "Quels modèles ont été publiés par les géants chinois ?"
     assert session.questions == ("Quels modèles ont été publiés par les géants chinois ?",)
+
+
+def test_extractive_answer_streams_the_quoted_evidence_not_the_draft(settings):
+    engine = make_engine(settings, " Qwen compte 100 000 modèles [3].")
+    outputs = ask(engine, QWEN)
+    streamed = [text_of(history[-1]["content"]).removesuffix(ui.CURSOR) for history, *_ in outputs[:-1]]
+    assert not any("Qwen compte" in s for s in streamed)  # the draft only decided; never shown
+    final = text_of(last_message(outputs))
+    assert "D’après les sources" in final and "100 000 modèles dérivés" in final and "«" in final
+    assert re.search(r"» \[\d\]", final)
+    assert "100 000 modèles dérivés" in outputs[-1][1].split("<mark>")[1].split("</mark>")[0]
 
 
 def test_sources_show_each_cited_passage_with_its_supporting_span_marked(settings):

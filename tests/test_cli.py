@@ -117,6 +117,7 @@ def test_models_lists_what_is_packaged(capsys, monkeypatch, tmp_path):
 
 
 def test_when_only_citation_numbers_moved_the_answer_is_not_repeated(fakes, capsys, monkeypatch):
+    monkeypatch.setenv("QA_ANSWER_STYLE", "generative")  # the streamed draft is then the answer
     generator = FakeGenerator(" la famille Qwen compte plus de 100 000 modèles dérivés [4].")
     monkeypatch.setattr(qa.pipeline, "make_generator", lambda *a, **k: generator)
     assert main(["ask", "Combien de modèles dérivés ont été construits sur Qwen ?"]) == 0

@@ -30,6 +30,7 @@ def test_french_question_gets_a_cited_french_answer(real_pipeline):
     assert "100 000" in norm(answer.text)
     assert supported(answer, "100 000 modeles derives")
     assert any("100 000" in c.quote for c in answer.citations)
+    assert all(c.quote in answer.text for c in answer.citations)  # extractive: quoted verbatim
 
 
 def test_english_question_is_answered_in_english_from_the_french_article(real_pipeline):
@@ -40,6 +41,16 @@ def test_english_question_is_answered_in_english_from_the_french_article(real_pi
     assert answer.language == "en" and detect_language(answer.text) == "en"
     assert "july" in norm(answer.text) and "2025" in answer.text
     assert supported(answer, "juillet 2025")
+    assert answer.text.startswith("According to the sources (translated from French):")
+
+
+def test_the_generative_style_still_answers_with_the_model_s_own_sentence(real_pipeline):
+    from dataclasses import replace
+
+    generative = replace(real_pipeline, settings=real_pipeline.settings.with_(answer_style="generative"))
+    answer = generative.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and "100 000" in norm(answer.text)
+    assert answer.text.startswith("D’après les sources,") and "«" not in answer.text
 
 
 def test_question_the_article_does_not_answer_is_declined_in_french(real_pipeline):

@@ -202,7 +202,7 @@ def test_evaluate_squad_retrieval_only(tmp_path: Path, squad_file: Path) -> None
 
 
 def test_evaluate_squad_with_answers(tmp_path: Path, squad_file: Path) -> None:
-    settings = settings_in(tmp_path)
+    settings = settings_in(tmp_path).with_(answer_style="generative")  # the scripted replies are judged
     pipeline = Pipeline(settings=settings, embedder=FakeEmbedder(),
                         generator=ScriptedGenerator(REPLIES))
     report = evaluate(squad_file, tmp_path / "out", settings, pipeline=pipeline, progress=False,
