@@ -274,7 +274,7 @@ class Pipeline:
                     piece = next(pieces)
                 except StopIteration as stop:
                     return stop.value
-                if not first_piece:
+                if not first_piece and piece.strip(" “”«»\u00a0"):  # an opening quote mark isn't content
                     first_piece.append(time.perf_counter())
                 yield piece
 
@@ -298,12 +298,14 @@ class Pipeline:
                 text, citations = ABSTENTION[language], []
                 yield from shown(iter([text]))
             else:
-                parts: list[str] = []
+                lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
+                parts: list[str] = [lead]
+                yield lead  # fixed text: the first token counts from the quote or translation
                 citations = yield from shown(self._quote(evidence, language, parts))
                 text = "".join(parts)
         else:
             draft_parts: list[str] = [prefix]
-            yield from shown(iter([prefix]))
+            yield prefix  # put in the model's mouth: the first token is the model's
             for piece in shown(iter(model_pieces())):
                 draft_parts.append(piece)
                 yield piece
@@ -321,15 +323,11 @@ class Pipeline:
 
     def _quote(self, evidence: Sequence[Evidence], language: Language,
                parts: list[str]) -> Generator_[str, None, list[Citation]]:
-        """Yield the extractive answer piece by piece (also appended to `parts`): each evidence
-        sentence quoted, or translated by the model when it is in another language; return the
-        citations, one per sentence."""
+        """Yield the extractive answer after its lead, piece by piece (also appended to `parts`):
+        each evidence sentence quoted, or translated by the model when it is in another language;
+        return the citations, one per sentence."""
         citations: dict[int, Citation] = {}
-        translated = any(e.language != language for e in evidence)
-        lead = (TRANSLATED_LEAD if translated else QUOTE_LEAD)[language]
         opening, closing = QUOTES[language]
-        parts.append(lead)
-        yield lead
         for e in evidence:
             chunk = e.passage.chunk
             citation = Citation(n=e.passage.n, chunk=chunk, quote=e.text,
