@@ -109,6 +109,7 @@ def _pending_sources(language: str) -> str:
 
 def chat(engine: Engine, message: str, history: list[HistoryItem] | None, session: ui.Session | None,
          top_k: float | None = None, max_new_tokens: float | None = None,
+         answer_style: str | None = None,
          ) -> Iterator[tuple[list[HistoryItem], str, ui.Session, str]]:
     """Answer `message` in the conversation: yields (chat messages, sources HTML, session,
     text box) as the answer streams; the last yield holds the verified answer."""
@@ -120,7 +121,8 @@ def chat(engine: Engine, message: str, history: list[HistoryItem] | None, sessio
             raise InputError("Écrivez une question. / Type a question.")
         asked = validate_question(message, settings.max_question_chars)
         settings = settings.with_(top_k=int(top_k) if top_k else None,
-                                  max_new_tokens=int(max_new_tokens) if max_new_tokens else None)
+                                  max_new_tokens=int(max_new_tokens) if max_new_tokens else None,
+                                  answer_style=answer_style or None)
     except QAError as error:
         raise user_error(str(error)) from None
     question = ui.standalone_question(asked, session.previous)
@@ -226,8 +228,8 @@ def build_demo(engine: Engine) -> gr.Blocks:
     gr = _gr()
     settings = engine.settings
 
-    def chat_fn(message, history, session, top_k, max_new_tokens):
-        yield from chat(engine, message, history, session, top_k, max_new_tokens)
+    def chat_fn(message, history, session, top_k, max_new_tokens, answer_style):
+        yield from chat(engine, message, history, session, top_k, max_new_tokens, answer_style)
 
     def upload_fn(files, session, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         return upload(engine, files, session, progress)
@@ -278,9 +280,16 @@ def build_demo(engine: Engine) -> gr.Blocks:
                     max_new_tokens = gr.Slider(16, 256, value=settings.max_new_tokens, step=8,
                                                label="Longueur max de la réponse (tokens) · "
                                                      "Answer length (tokens)")
+                    answer_style = gr.Radio(
+                        [("Phrases des sources, citées (ou traduites) · The sources' sentences, "
+                          "quoted (or translated)", "extractive"),
+                         ("Réponse rédigée par le modèle, vérifiée · The model's own answer, "
+                          "checked", "generative")],
+                        value=settings.answer_style, elem_id="qa-style",
+                        label="Style de réponse · Answer style")
                     gr.Markdown(engine.models_line(), elem_id="qa-models")
 
-        ask = {"fn": chat_fn, "inputs": [message, chatbot, session, top_k, max_new_tokens],
+        ask = {"fn": chat_fn, "inputs": [message, chatbot, session, top_k, max_new_tokens, answer_style],
                "outputs": [chatbot, sources, session, message], "concurrency_limit": 1,
                "concurrency_id": "model", "show_progress": "minimal"}
         message.submit(**ask, api_name="ask")

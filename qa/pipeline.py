@@ -325,7 +325,7 @@ class Pipeline:
                parts: list[str]) -> Generator_[str, None, list[Citation]]:
         """Yield the extractive answer after its lead, piece by piece (also appended to `parts`):
         each evidence sentence quoted, or translated by the model when it is in another language;
-        return the citations, one per sentence."""
+        return the citations, one per cited passage (quoting its first evidence sentence)."""
         citations: dict[int, Citation] = {}
         opening, closing = QUOTES[language]
         for e in evidence:
@@ -383,7 +383,6 @@ class Pipeline:
             return 0.0
         vectors = self.embedder.embed_batch([source, translation], "passage")
         return float(vectors[0] @ vectors[1])
-
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         for event in self.stream(question, top_k):

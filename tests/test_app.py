@@ -84,6 +84,14 @@ def test_extractive_answer_streams_the_quoted_evidence_not_the_draft(settings):
     assert "100 000 modèles dérivés" in outputs[-1][1].split("<mark>")[1].split("</mark>")[0]
 
 
+def test_the_answer_style_setting_is_honoured_per_request(settings):
+    engine = make_engine(settings, QWEN_REPLY, QWEN_REPLY)
+    quoted = text_of(last_message(list(app.chat(engine, QWEN, [], None, 4, 64, "extractive"))))
+    written = text_of(last_message(list(app.chat(engine, QWEN, [], None, 4, 64, "generative"))))
+    assert "«" in quoted and quoted.startswith("D’après les sources :")
+    assert "«" not in written and "la famille Qwen compte plus de 100 000 modèles dérivés" in written
+
+
 def test_sources_show_each_cited_passage_with_its_supporting_span_marked(settings):
     outputs = ask(make_engine(settings, QWEN_REPLY), QWEN)
     sources = outputs[-1][1]

@@ -193,8 +193,8 @@ def test_two_simultaneous_sessions_get_their_own_answers(server, monkeypatch):
     from gradio_client import Client
 
     french, english = (Client(server, verbose=False, download_files=False) for _ in range(2))
-    jobs = [french.submit(FR_QUESTION, [], 4, 64, api_name="/ask"),
-            english.submit(EN_QUESTION, [], 4, 64, api_name="/ask")]
+    jobs = [french.submit(FR_QUESTION, [], 4, 64, "extractive", api_name="/ask"),
+            english.submit(EN_QUESTION, [], 4, 64, "extractive", api_name="/ask")]
     (fr_chat, fr_sources, _), (en_chat, en_sources, _) = (j.result(timeout=600) for j in jobs)
     fr_answer, en_answer = message_text(fr_chat[-1]), message_text(en_chat[-1])
     assert "D’après les sources" in fr_answer and "100 000" in fr_answer.replace("\u202f", " ")
@@ -203,7 +203,7 @@ def test_two_simultaneous_sessions_get_their_own_answers(server, monkeypatch):
     assert len(fr_chat) == len(en_chat) == 2  # neither sees the other's conversation
 
     # each session remembers its own question: the follow-up is rewritten from it
-    chat, _, _ = french.submit("Et Hunyuan ?", fr_chat, 4, 64, api_name="/ask").result(timeout=600)
+    chat, _, _ = french.submit("Et Hunyuan ?", fr_chat, 4, 64, "extractive", api_name="/ask").result(timeout=600)
     assert "Question comprise : Combien de modèles dérivés ont été construits sur Hunyuan ?" in \
         message_text(chat[-1])
     for client in (french, english):
