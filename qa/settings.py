@@ -10,8 +10,9 @@ from qa.errors import SettingsError
 
 DEFAULT_EMBEDDER = "use-multilingual"
 DEFAULT_LLM = "qwen2.5-coder-0.5b"
-# "extractive": the model's draft decides whether the sources answer, the answer quotes (or
-# translates) the best evidence sentences; "generative": the model's verified draft is the answer.
+# "extractive": the answer quotes (or translates) the best evidence sentences, and the model's
+# checked draft decides whether to abstain when the evidence is weak; "generative": the model's
+# verified draft is the answer.
 ANSWER_STYLES = ("extractive", "generative")
 
 
