@@ -65,7 +65,7 @@ def main() -> int:
     hf_logging.disable_progress_bar()
 
     from qa.models import prepare_default_llm
-    from qa.pipeline import Pipeline
+    from qa.pipeline import Pipeline, TranslationMemory
     from qa.settings import Settings
     from qa.types import Answer
 
@@ -97,8 +97,9 @@ def main() -> int:
         for run in range(args.runs):
             for language, question in QUESTIONS:
                 for style in styles:
-                    # a fresh translation memory: every answer is timed as if asked for the first time
-                    pipeline = replace(base, settings=settings.with_(answer_style=style), _translations={})
+                    # a fresh, in-memory translation memory: every answer is timed as if asked first
+                    pipeline = replace(base, settings=settings.with_(answer_style=style),
+                                       translations=TranslationMemory(None))
                     start = time.perf_counter()
                     stamps = []
                     answer = None

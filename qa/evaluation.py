@@ -22,7 +22,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from qa.embedding import Embedder, Kind, make_embedder
 from qa.errors import InputError
 from qa.index import Index
 from qa.language import detect_language
-from qa.pipeline import Pipeline, open_index
+from qa.pipeline import Pipeline, TranslationMemory, open_index
 from qa.report import baselines_grid, metrics_grid, text_table, write_markdown, write_plots
 from qa.retrieval import Retriever, fold
 from qa.settings import Settings
@@ -686,6 +686,8 @@ def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
                      progress: bool = True) -> dict:
     """The report of a JSONL test set (not written): baselines on all items, answers on `limit`."""
     pipeline = pipeline or Pipeline(settings=settings, progress=progress)
+    # every answer is measured as if asked for the first time: no translation remembered from before
+    pipeline = replace(pipeline, translations=TranslationMemory(None))
     embedder, index = prepare_retrieval(pipeline, settings, progress)
     items = load_testset(path, document_texts(index.chunks))
     unreachable = [i.id for i in items if i.answerable

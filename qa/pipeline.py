@@ -8,7 +8,10 @@ passage supports, each with its citations, or abstains in the question's languag
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 import time
 from collections.abc import Generator as Generator_
@@ -211,6 +214,55 @@ def open_index(settings: Settings, embedder: Embedder, progress: bool = False) -
     return load_index(settings.index_dir)
 
 
+class TranslationMemory:
+    """Translations of document sentences by one model, kept in a JSON file (`path`; None: in
+    memory only), so a sentence is translated once per machine, not once per question.
+
+    A file that can't be read or parsed is logged and started afresh: an answer never fails for
+    it. Writes replace the file atomically, so a crash or a concurrent writer can't corrupt it
+    (two concurrent writers may lose each other's newest entries: they'll be translated again).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, str] | None = None
+
+    @staticmethod
+    def _key(text: str, target: Language) -> str:
+        return hashlib.sha256(f"{target}\0{text}".encode()).hexdigest()[:32]
+
+    def _load(self) -> dict[str, str]:
+        if self._entries is None:
+            self._entries = {}
+            if self.path is not None and self.path.is_file():
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    if not isinstance(data, dict):
+                        raise ValueError("not a JSON object")
+                    self._entries = {k: v for k, v in data.items() if isinstance(v, str)}
+                except (OSError, ValueError) as error:
+                    log.warning("translation memory %s can't be read (%s): starting afresh", self.path, error)
+        return self._entries
+
+    def get(self, text: str, target: Language) -> str | None:
+        return self._load().get(self._key(text, target))
+
+    def put(self, text: str, target: Language, translation: str) -> None:
+        if not translation:
+            return
+        entries = self._load()
+        entries[self._key(text, target)] = translation
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+            os.replace(partial, self.path)
+        except OSError as error:
+            log.warning("translation memory %s can't be written (%s): kept in memory only", self.path, error)
+
+
 @dataclass
 class Pipeline:
     """Loads its parts lazily, once; `stream` and `ask` answer questions."""
@@ -222,7 +274,7 @@ class Pipeline:
     progress: bool = False
     _retriever: Retriever | None = None
     _warm: bool = False
-    _translations: dict[tuple[str, str], str] = field(default_factory=dict)
+    translations: TranslationMemory | None = None  # default: a file per model in the cache dir
 
     def load(self) -> Pipeline:
         s = self.settings
@@ -237,6 +289,9 @@ class Pipeline:
                                             progress=self.progress)
         if hasattr(self.generator, "load"):
             self.generator.load()
+        if self.translations is None:
+            name = re.sub(r"[^\w.-]+", "_", getattr(self.generator, "name", "model")).strip("_")[-80:]
+            self.translations = TranslationMemory(s.cache_dir / "translations" / f"{name}.json")
         if not self._warm:  # lazy weights and the language detector: load now, not on the first question
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")
@@ -362,17 +417,17 @@ class Pipeline:
         return sorted(citations.values(), key=lambda c: c.n)
 
     def translate(self, text: str, source: Language, target: Language) -> Iterator[str]:
-        """The model's translation of one sentence, streamed; remembered for the session."""
-        key = (text, target)
-        if key in self._translations:
-            yield self._translations[key]
+        """The model's translation of one sentence, streamed; remembered on disk for this model."""
+        known = self.translations.get(text, target)
+        if known is not None:
+            yield known
             return
         pieces: list[str] = []
         budget = max(self.settings.max_new_tokens, 2 * len(text.split()) + 16)
         for piece in self.generator.stream(translation_messages(text, source, target), budget):
             pieces.append(piece)
             yield piece
-        self._translations[key] = "".join(pieces).strip()
+        self.translations.put(text, target, "".join(pieces).strip())
 
     def _translation_support(self, source: str, translation: str) -> float:
         """Cosine between a sentence and its translation (multilingual embeddings); 0 when the

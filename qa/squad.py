@@ -51,7 +51,7 @@ from qa.evaluation import (
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
 from qa.loading import corpus_hash, make_document
-from qa.pipeline import QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
+from qa.pipeline import QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
 from qa.prompting import ANSWER_PREFIX
 from qa.retrieval import fold
 from qa.settings import Settings
@@ -321,6 +321,7 @@ def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = Non
     llm = settings.llm
     if answers:
         bench = Pipeline(settings=settings, embedder=embedder, index=index, progress=progress,
+                         translations=TranslationMemory(None),  # measured as if asked first
                          generator=pipeline.generator if pipeline is not None else None).load()
         llm = getattr(bench.generator, "name", llm)
         rows = run_squad(bench, questions, settings.top_k, progress)

@@ -202,6 +202,23 @@ def test_translations_are_remembered(settings, model_always_drafts):
     assert len(generator.messages) == 3  # draft, translation, draft: no second translation
     assert first.text == second.text
 
+    # another process (a new pipeline) with the same cache and model: no translation either
+    later = FakeGenerator(replies=[" Qwen has 100 000 derived models [1]."])
+    third = Pipeline(settings, embedder=cross_lingual(), generator=later).ask(QWEN_EN)
+    assert len(later.messages) == 1 and third.text == first.text
+
+
+def test_an_unreadable_translation_memory_is_started_afresh(settings, model_always_drafts, caplog):
+    memory = settings.cache_dir / "translations" / "fake-llm.json"
+    memory.parent.mkdir(parents=True)
+    memory.write_text("{not json", encoding="utf-8")
+    generator = FakeGenerator(replies=[" Qwen has 100 000 derived models [1].",
+                                       "The Qwen family has 100,000 derived models."])
+    answer = Pipeline(settings, embedder=cross_lingual(), generator=generator).ask(QWEN_EN)
+    assert "The Qwen family has 100,000 derived models." in answer.text
+    assert "can't be read" in caplog.text
+    assert "The Qwen family has 100,000 derived models." in memory.read_text(encoding="utf-8")  # rewritten
+
 
 def test_unknown_answer_style_is_refused(settings):
     from qa.errors import SettingsError
