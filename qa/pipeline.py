@@ -14,10 +14,12 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Generator as Generator_
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from qa.chunking import chunk_documents
 from qa.citations import SupportChecker, answer_sentences, is_abstention, numbers, with_markers
@@ -118,6 +120,28 @@ def figures(text: str) -> set[str]:
             continue
         found.add(digits)
     return found
+
+
+def remembering(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    """`embed`, embedding each distinct text once: the evidence scorer and the draft check read
+    the same sentences of the same passages.
+
+    >>> calls = []
+    >>> embed = remembering(lambda texts: calls.append(texts) or np.ones((len(texts), 2)))
+    >>> embed(["a", "b"]).shape, embed(["b", "c"]).shape, calls
+    ((2, 2), (2, 2), [['a', 'b'], ['c']])
+    """
+    vectors: dict[str, np.ndarray] = {}
+
+    def embed_once(texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        if missing:
+            vectors.update(zip(missing, embed(missing), strict=True))
+        if not texts:
+            return embed([])
+        return np.stack([vectors[t] for t in texts])
+
+    return embed_once
 
 
 def strong(evidence: Sequence[Evidence]) -> bool:
@@ -340,14 +364,14 @@ class Pipeline:
             return self.generator.stream(messages, self.settings.max_new_tokens, prefix=prefix)
 
         if extractive:
+            embed_passages = remembering(lambda texts: self.embedder.embed_batch(texts, "passage"))
             evidence = select(rank_sentences(
                 question, language, passages,
-                lambda texts: self.embedder.embed_batch(texts, "query"),
-                lambda texts: self.embedder.embed_batch(texts, "passage")))
+                lambda texts: self.embedder.embed_batch(texts, "query"), embed_passages))
             draft, unsupported = "", False
             if not strong(evidence):  # only then can the model's checked draft change the decision
                 draft = "".join([prefix, *model_pieces()]).strip()
-                _, _, unsupported = self.verify(question, language, draft, passages)
+                _, _, unsupported = self.verify(question, language, draft, passages, embed_passages)
             abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft))
             if abstained:
                 text, citations = ABSTENTION[language], []
@@ -445,11 +469,14 @@ class Pipeline:
                 return event
         raise RuntimeError("the pipeline ended without an answer")  # stream() always yields one
 
-    def verify(self, question: str, language: Language, draft: str, passages) -> tuple[str, list[Citation], bool]:
+    def verify(self, question: str, language: Language, draft: str, passages,
+               embed_passages: Callable[[list[str]], np.ndarray] | None = None,
+               ) -> tuple[str, list[Citation], bool]:
         """Keep the draft's supported sentences with their citations; abstain when none is left."""
         if not draft or is_abstention(draft) or not passages:
             return ABSTENTION[language], [], True
-        checker = SupportChecker(lambda texts: self.embedder.embed_batch(texts, "passage"), list(passages))
+        embed = embed_passages or (lambda texts: self.embedder.embed_batch(texts, "passage"))
+        checker = SupportChecker(embed, list(passages))
         kept_sentences: list[str] = []
         plain: list[str] = []
         citations: dict[int, Citation] = {}
