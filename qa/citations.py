@@ -77,6 +77,37 @@ def numbers(text: str) -> set[str]:
     return found
 
 
+_ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"
+_FIGURE = re.compile(rf"(?<![^\W\d_])(?:\d{{1,3}}(?:[\s\u00a0\u202f.,]\d{{3}})+(?!\d)|\d+(?:[.,]\d+)?){_ORDINAL}")
+_VERSION = re.compile(r"[A-Z][\w-]*\s$")
+
+
+def figure_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` states a figure: standalone numbers as written ("100 000", "14e", "2,5"), not
+    the digits of names such as "R1" or "K2", nor a version of one or two digits after a name
+    ("Qwen 3").
+
+    >>> text = "DeepSeek R1 : 100 000 modèles, Qwen 3, 14e plan."
+    >>> [text[s:e] for s, e in figure_spans(text)]
+    ['100 000', '14e']
+    """
+    spans = []
+    for m in _FIGURE.finditer(text):
+        if len(re.sub(r"\D", "", m.group(0))) <= 2 and _VERSION.search(text[max(0, m.start() - 30):m.start()]):
+            continue
+        spans.append(m.span())
+    return spans
+
+
+def figures(text: str) -> set[str]:
+    """The digits of each figure of `text` (`figure_spans`), separators and suffixes removed.
+
+    >>> sorted(figures("DeepSeek R1 et Kimi K2 : 100 000 modèles en juillet 2025, Qwen 3, 14e plan."))
+    ['100000', '14', '2025']
+    """
+    return {re.sub(r"\D", "", text[s:e]) for s, e in figure_spans(text)}
+
+
 def answer_sentences(text: str, language: Language) -> list[str]:
     """Sentences of an answer, each keeping the markers that follow it.
 

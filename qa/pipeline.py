@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.chunking import chunk_documents
-from qa.citations import SupportChecker, answer_sentences, is_abstention, numbers, with_markers
+from qa.citations import SupportChecker, answer_sentences, figures, is_abstention, numbers, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
     CorpusError,
@@ -99,27 +99,6 @@ def adds_content(sentence: str, question: str, language: Language) -> bool:
     return bool(set(tokenize(sentence, language)) - asked)
 
 
-_ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"
-_FIGURE = re.compile(rf"(?<![^\W\d_])(?:\d{{1,3}}(?:[\s\u00a0\u202f.,]\d{{3}})+(?!\d)|\d+(?:[.,]\d+)?){_ORDINAL}")
-
-
-_VERSION = re.compile(r"[A-Z][\w-]*\s$")
-
-
-def figures(text: str) -> set[str]:
-    """Standalone numbers (separators removed); not the digits of names such as "R1" or "K2",
-    nor a version of one or two digits after a name ("Qwen 3").
-
-    >>> sorted(figures("DeepSeek R1 et Kimi K2 : 100 000 modèles en juillet 2025, Qwen 3, 14e plan."))
-    ['100000', '14', '2025']
-    """
-    found = set()
-    for m in _FIGURE.finditer(text):
-        digits = re.sub(r"[^\d]", "", m.group(0))
-        if len(digits) <= 2 and _VERSION.search(text[max(0, m.start() - 30):m.start()]):
-            continue
-        found.add(digits)
-    return found
 
 
 def remembering(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from qa.citations import figure_spans
 from qa.types import Language, Passage
 
 SYSTEM = {
@@ -82,19 +83,19 @@ _TRANSLATE = {
 
 
 _KEEP = {"fr": " Garde ces mots tels quels : {words}.", "en": " Keep these words exactly as written: {words}."}
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w-]{2,}")
-_FIGURE = re.compile(r"\d{1,3}(?:[\s\u00a0\u202f]\d{3})+(?!\d)|\d+(?:[.,]\d+)?")
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]{2,}|[A-Z]+\d[\w-]*)")
 
 
 def names_and_figures(text: str) -> list[str]:
-    """The names (capitalised words past a sentence's first, three letters or more) and the
-    numbers of `text`, as written, in order, once each.
+    """The names (capitalised words past a sentence's first, three letters or more, or letters
+    and digits such as "K2") and the
+    figures (`qa.citations.figure_spans`) of `text`, as written, in order, once each.
 
-    >>> names_and_figures("Par exemple, ERNIE de Baidu et Qwen d’Alibaba : 100 000 modèles en 2025.")
-    ['ERNIE', 'Baidu', 'Qwen', 'Alibaba', '100 000', '2025']
+    >>> names_and_figures("Par exemple, ERNIE de Baidu, Kimi K2 et Qwen 3 : 100 000 modèles en 2025.")
+    ['ERNIE', 'Baidu', 'Kimi', 'K2', 'Qwen', '100 000', '2025']
     """
     found = [(m.start(), m.group(0)) for m in _NAME.finditer(text)]
-    found += [(m.start(), m.group(0)) for m in _FIGURE.finditer(text)]
+    found += [(start, text[start:end]) for start, end in figure_spans(text)]
     return list(dict.fromkeys(word for _, word in sorted(found)))
 
 
