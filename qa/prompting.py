@@ -99,6 +99,28 @@ def names_and_figures(text: str) -> list[str]:
     return list(dict.fromkeys(word for _, word in sorted(found)))
 
 
+_GROUPED = {"en": re.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?![\d,]\d)"),
+            "fr": re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d.]\d)")}
+_DECIMAL_COMMA = re.compile(r"(?<![\d,])(\d+),(\d{1,2}|\d{4,})(?![\d,])")
+
+
+def localize_numbers(text: str, target: Language) -> str:
+    """`text` with its numbers written as `target` writes them: thousands grouped by commas in
+    English and by (no-break) spaces in French, and French decimal commas as points in English.
+
+    The 0.5B model copies "100 000" into English as "100, 000", which reads as two numbers.
+
+    >>> localize_numbers("plus de 100 000 modèles, 2,5 % du total, en 2025", "en")
+    'plus de 100,000 modèles, 2.5 % du total, en 2025'
+    >>> localize_numbers("over 100,000 models in 2025, Qwen 2.5", "fr")
+    'over 100\u00a0000 models in 2025, Qwen 2.5'
+    """
+    if target == "en":
+        text = _GROUPED["en"].sub(lambda m: re.sub(r"[ \u00a0\u202f]", ",", m.group(0)), text)
+        return _DECIMAL_COMMA.sub(r"\1.\2", text)
+    return _GROUPED["fr"].sub(lambda m: m.group(0).replace(",", "\u00a0"), text)
+
+
 def translation_messages(text: str, source: Language, target: Language) -> list[dict[str, str]]:
     """Messages asking for `text` (a sentence of a document, in `source`) in `target`.
 
@@ -108,7 +130,8 @@ def translation_messages(text: str, source: Language, target: Language) -> list[
     evidence sentences failed the names-and-numbers check instead of 5.
     """
     rule = _TRANSLATE[target].format(source=LANGUAGE_NAMES[target][source])
-    keep = names_and_figures(sanitize(text))
+    text = localize_numbers(sanitize(text), target)
+    keep = names_and_figures(text)
     if keep:
         rule += _KEEP[target].format(words=", ".join(keep))
-    return [{"role": "system", "content": rule}, {"role": "user", "content": sanitize(text)}]
+    return [{"role": "system", "content": rule}, {"role": "user", "content": text}]
