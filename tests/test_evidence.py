@@ -2,7 +2,7 @@
 
 import pytest
 
-from qa.evidence import RUNNER_UP_MARGIN, Evidence, rank_sentences, select
+from qa.evidence import OTHER_PASSAGE_MARGIN, RUNNER_UP_MARGIN, Evidence, rank_sentences, select
 from qa.types import Chunk, Passage
 from tests.fakes import FakeEmbedder
 
@@ -51,3 +51,11 @@ def test_the_runner_up_joins_only_when_close(second_score, kept):
     p = passage(1, "A. B.")
     chosen = select([Evidence(p, 3, 5, 0.95), Evidence(p, 0, 2, second_score)])
     assert len(chosen) == kept and chosen[-1].text == "B."  # reading order
+
+
+@pytest.mark.parametrize("second_score,kept", [(0.96 - OTHER_PASSAGE_MARGIN, 2), (0.94 - OTHER_PASSAGE_MARGIN, 1)])
+def test_a_runner_up_from_another_passage_must_be_closer(second_score, kept):
+    best, other = passage(1, "A. B."), passage(2, "C. D.")
+    assert OTHER_PASSAGE_MARGIN < RUNNER_UP_MARGIN
+    chosen = select([Evidence(best, 3, 5, 0.95), Evidence(other, 0, 2, second_score)])
+    assert [e.passage.n for e in chosen] == [1, 2][:kept]
