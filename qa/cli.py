@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "generative: the model's own verified sentence")
     _common(p)
 
+    p = sub.add_parser("translate", help="translate the indexed documents' sentences once, ahead of "
+                                         "questions in the other language (French <-> English)")
+    p.add_argument("--to", choices=["fr", "en", "both"], default="both",
+                   help="the language the questions will be asked in (default: both)")
+    p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
+    _common(p)
+
     p = sub.add_parser("models", help="show the models, or prepare the default generator")
     p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
     p.add_argument("--force", action="store_true", help="prepare again even if prepared")
@@ -157,6 +164,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from qa.pipeline import Pipeline
+
+    pipeline = Pipeline(_settings(args), progress=sys.stderr.isatty())
+    targets = ("fr", "en") if args.to == "both" else (args.to,)
+    new, known = pipeline.prepare_translations(targets, progress=sys.stderr.isatty())
+    print(f"Translated {new} sentence(s) now, {known} already remembered, "
+          f"in {pipeline.translations.path or 'memory'}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from qa.models import describe, prepare_default_llm
 
@@ -182,7 +200,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "index": cmd_index, "models": cmd_models, "eval": cmd_eval}
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "translate": cmd_translate, "models": cmd_models,
+            "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

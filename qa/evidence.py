@@ -28,7 +28,7 @@ import numpy as np
 
 from qa.chunking import split_sentences
 from qa.retrieval import anchors, fold, tokenize
-from qa.types import Language, Passage
+from qa.types import Chunk, Language, Passage
 
 WEIGHTS = {"dense": 1.0, "words": 1.5, "names": 0.3, "rank": 0.1}
 # The runner-up joins the best sentence when it scores within this margin: on the PIAF / XQuAD
@@ -64,6 +64,11 @@ class Evidence:
         return self.passage.chunk.language
 
 
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """The sentences of a passage, as evidence reads them (the whole passage if it has none)."""
+    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
+
+
 def rarity(words: set[str], sentences: Sequence[set[str]]) -> dict[str, float]:
     """Each word's weight: log(1 + N / (1 + the number of the N sentences holding it)).
 
@@ -84,7 +89,7 @@ def rank_sentences(question: str, language: Language, passages: Sequence[Passage
     seen: set[str] = set()
     for passage in sorted(passages, key=lambda p: p.n):
         text = passage.chunk.text
-        for start, end in split_sentences(text, passage.chunk.language) or [(0, len(text))]:
+        for start, end in sentence_spans(passage.chunk):
             key = " ".join(text[start:end].split())
             if key and key not in seen:
                 seen.add(key)

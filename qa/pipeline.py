@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Generator as Generator_
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from qa.errors import (
     IndexNotFoundError,
     InputError,
 )
-from qa.evidence import Evidence, rank_sentences, select
+from qa.evidence import Evidence, rank_sentences, select, sentence_spans
 from qa.generation import Generator, make_generator
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
@@ -229,6 +230,8 @@ class TranslationMemory:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._entries: dict[str, str] | None = None
+        self._unsaved = 0
+        self._deferred: int | None = None
 
     @staticmethod
     def _key(text: str, target: Language) -> str:
@@ -253,10 +256,26 @@ class TranslationMemory:
     def put(self, text: str, target: Language, translation: str) -> None:
         if not translation:
             return
-        entries = self._load()
-        entries[self._key(text, target)] = translation
-        if self.path is None:
+        self._load()[self._key(text, target)] = translation
+        self._unsaved += 1
+        if self._deferred is None or self._unsaved >= self._deferred:
+            self.save()
+
+    @contextmanager
+    def deferred(self, every: int = 25) -> Iterator[None]:
+        """Write the file every `every` new entries and at the end, not after each one."""
+        self._deferred = every
+        try:
+            yield
+        finally:
+            self._deferred = None
+            self.save()
+
+    def save(self) -> None:
+        if self.path is None or not self._unsaved:
             return
+        entries = self._load()
+        self._unsaved = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -431,6 +450,28 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         self.translations.put(text, target, "".join(pieces).strip())
+
+    def prepare_translations(self, targets: Sequence[Language] = ("fr", "en"),
+                             progress: bool = False) -> tuple[int, int]:
+        """Translate every sentence of the index into each other language of `targets` now, so
+        that questions in that language are answered from the translation memory instead of
+        waiting for the model. Returns (sentences translated now, already remembered)."""
+        self.load()
+        todo: dict[tuple[str, Language], Language] = {}
+        for chunk in self.index.chunks:
+            for start, end in sentence_spans(chunk):
+                for target in targets:
+                    if target != chunk.language:
+                        todo.setdefault((chunk.text[start:end], target), chunk.language)
+        missing = [(text, source, target) for (text, target), source in todo.items()
+                   if self.translations.get(text, target) is None]
+        from tqdm import tqdm
+
+        with self.translations.deferred():
+            for text, source, target in tqdm(missing, desc="Translating", unit="sentence", disable=not progress):
+                for _ in self.translate(text, source, target):
+                    pass
+        return len(missing), len(todo) - len(missing)
 
     def _translation_support(self, source: str, translation: str) -> float:
         """Cosine between a sentence and its translation (multilingual embeddings); 0 when the

@@ -13,4 +13,7 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/qa models prepare
+# Translate the bundled article's sentences once (about 2 minutes), so English questions about
+# it are answered from the translation memory instead of waiting for the model.
+.venv/bin/qa translate
 echo "Set up. Try: .venv/bin/qa ask \"Combien de modèles dérivés ont été construits sur Qwen ?\""

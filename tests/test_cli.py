@@ -44,6 +44,17 @@ def test_ask_json_prints_exactly_one_object(fakes, capsys):
     assert out.count("\n") == 1
 
 
+def test_translate_prepares_the_other_language_once(fakes, capsys):
+    assert main(["translate", "--to", "en"]) == 0
+    first = capsys.readouterr().out
+    assert main(["translate"]) == 0
+    second = capsys.readouterr().out
+    translated = int(first.split()[1])
+    assert translated > 0 and "0 already remembered" in first
+    assert second.startswith("Translated 0 sentence(s) now, " + f"{translated} already remembered")
+    assert (fakes / "cache" / "translations" / "fake-llm.json").is_file()
+
+
 @pytest.mark.parametrize("question,fragment", [("", "empty"), ("   ", "empty"), ("q" * 5000, "limit is 1000")])
 def test_bad_questions(fakes, capsys, question, fragment):
     one_line_error(capsys, main(["ask", question]), 2, fragment)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 import qa.pipeline
@@ -207,6 +209,25 @@ def test_translations_are_remembered(settings, model_always_drafts):
     later = FakeGenerator(replies=[" Qwen has 100 000 derived models [1]."])
     third = Pipeline(settings, embedder=cross_lingual(), generator=later).ask(QWEN_EN)
     assert len(later.messages) == 1 and third.text == first.text
+
+
+def test_translations_prepared_ahead_are_not_asked_for_again(settings, model_always_drafts):
+    from qa.evidence import sentence_spans
+
+    generator = FakeGenerator(reply="An English sentence.")
+    pipeline = Pipeline(settings, embedder=cross_lingual(), generator=generator)
+    french = {c.text[s:e] for c in pipeline.load().index.chunks for s, e in sentence_spans(c)}
+    assert pipeline.prepare_translations(("fr", "en")) == (len(french), 0)  # French into English only
+    assert len(generator.messages) == len(french)
+    assert {m[1]["content"] for m in generator.messages} >= {t for t in french if not any(c.isdigit() for c in t)}
+    assert pipeline.prepare_translations(("fr", "en")) == (0, len(french))
+    memory = settings.cache_dir / "translations" / "fake-llm.json"
+    assert len(json.loads(memory.read_text(encoding="utf-8"))) == len(french)  # on disk for later runs
+
+    generator.messages.clear()
+    generator.replies = [" Qwen has 100 000 derived models [1]."]
+    answer = pipeline.ask(QWEN_EN)
+    assert len(generator.messages) == 1 and "“An English sentence.”" in answer.text  # the draft only
 
 
 def test_an_unreadable_translation_memory_is_started_afresh(settings, model_always_drafts, caplog):
