@@ -44,6 +44,7 @@ class Manifest:
     sources: tuple[str, ...]  # what to re-read to rebuild: "bundled:..." or absolute paths
     n_chunks: int
     created: str
+    files_stamp: str = ""  # the sources' names, sizes and mtimes when indexed ("" : unknown)
 
     def mismatches(self, embedder: str, chunk_size: int, chunk_overlap: int) -> list[str]:
         """Why this index can't serve these settings; empty when it can."""
@@ -74,7 +75,8 @@ class Index:
 
 
 def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,
-                corpus_hash: str, sources: list[str], progress: bool = False) -> Index:
+                corpus_hash: str, sources: list[str], files_stamp: str = "",
+                progress: bool = False) -> Index:
     import faiss
     from tqdm import tqdm
 
@@ -92,7 +94,7 @@ def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chu
     store.add(vectors)
     manifest = Manifest(FORMAT_VERSION, embedder.name, int(vectors.shape[1]), chunk_size,
                         chunk_overlap, corpus_hash, tuple(sources), len(chunks),
-                        time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp)
     return Index(manifest, tuple(chunks), store)
 
 

@@ -79,6 +79,23 @@ def load_documents(sources: Iterable[str | Path]) -> list[Document]:
     return docs
 
 
+def files_stamp(sources: Iterable[str | Path]) -> str:
+    """A digest of the sources' file names, sizes and modification times (the bundled article's
+    text, which is small): when it is unchanged, the files need not be read again to know that
+    the index still matches them. Raises CorpusError when a source is gone."""
+    h = hashlib.sha256()
+    plain: list[str | Path] = []
+    for source in sources:
+        if str(source).startswith("bundled:"):
+            h.update(bundled_document().doc_id.encode())
+        else:
+            plain.append(source)
+    for path in expand_paths(plain):
+        stat = path.stat()
+        h.update(f"\0{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def corpus_hash(docs: Iterable[Document]) -> str:
     h = hashlib.sha256()
     for doc in sorted(docs, key=lambda d: d.doc_id):

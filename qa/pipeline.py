@@ -35,7 +35,7 @@ from qa.evidence import Evidence, rank_sentences, select, sentence_spans
 from qa.generation import Generator, make_generator
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
-from qa.loading import BUNDLED, corpus_hash, load_documents
+from qa.loading import BUNDLED, corpus_hash, files_stamp, load_documents
 from qa.prompting import ANSWER_PREFIX, build_messages, translation_messages
 from qa.retrieval import Retriever, anchors, fold, tokenize
 from qa.settings import Settings
@@ -174,11 +174,13 @@ def validate_question(question: str, max_chars: int) -> str:
 
 def build_from_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
                        progress: bool = False) -> Index:
+    sources = list(sources) or [BUNDLED]
+    stamp = files_stamp(sources)  # before reading: a file changed meanwhile is re-read next time
     docs = load_documents(sources)
     chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
     return build_index(chunks, embedder, chunk_size=settings.chunk_size,
                        chunk_overlap=settings.chunk_overlap, corpus_hash=corpus_hash(docs),
-                       sources=list(sources) or [BUNDLED], progress=progress)
+                       sources=sources, files_stamp=stamp, progress=progress)
 
 
 def index_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
@@ -198,6 +200,12 @@ def open_index(settings: Settings, embedder: Embedder, progress: bool = False) -
         log.info("no index in %s: building one over the bundled article", settings.index_dir)
         return index_sources([BUNDLED], embedder, settings, progress)
     reasons = manifest.mismatches(embedder.name, settings.chunk_size, settings.chunk_overlap)
+    if not reasons and manifest.files_stamp:
+        try:
+            if files_stamp(manifest.sources) == manifest.files_stamp:
+                return load_index(settings.index_dir)  # same files, same sizes and times: not re-read
+        except CorpusError:
+            pass  # a source is gone: handled below
     try:
         docs = load_documents(manifest.sources)
     except CorpusError as error:

@@ -105,6 +105,34 @@ def test_unchanged_index_is_loaded_not_rebuilt(settings, embedder):
     assert embedder.calls == calls
 
 
+def test_unchanged_files_are_not_read_again(settings, embedder, tmp_path, monkeypatch):
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+
+    def no_reading(sources):
+        raise AssertionError("the documents were read again")
+
+    monkeypatch.setattr("qa.pipeline.load_documents", no_reading)
+    assert "chat" in open_index(settings, embedder).chunks[0].text  # names, sizes, times suffice
+    doc.write_text("Le chien aboie dans le jardin.", encoding="utf-8")
+    with pytest.raises(AssertionError, match="read again"):  # a changed file is read
+        open_index(settings, embedder)
+
+
+def test_an_index_without_a_files_stamp_is_checked_by_reading(settings, embedder, tmp_path):
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+    manifest_path = index_module.current_build(settings.index_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["files_stamp"]  # as written before the stamp existed
+    manifest_path.write_text(json.dumps(manifest))
+    assert read_manifest(settings.index_dir).files_stamp == ""
+    doc.write_text("Le chien aboie dans le jardin.", encoding="utf-8")
+    assert "chien" in open_index(settings, embedder).chunks[0].text
+
+
 def test_mismatch_with_unreadable_documents_names_the_fix(settings, embedder, tmp_path):
     doc = tmp_path / "gone.txt"
     doc.write_text("Un texte qui va disparaître.", encoding="utf-8")
