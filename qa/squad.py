@@ -51,7 +51,7 @@ from qa.evaluation import (
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
 from qa.loading import corpus_hash, make_document
-from qa.pipeline import QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
+from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
 from qa.prompting import ANSWER_PREFIX
 from qa.retrieval import fold
 from qa.settings import Settings
@@ -227,12 +227,13 @@ class SquadScore:
 
 def strip_lead_in(answer: str) -> str:
     """The answer without the lead-in the pipeline starts every reply with ("According to the
-    sources,") and without quotation marks: SQuAD scores compare content, and the formula would
-    cost every answer F1.
+    sources,"), without the note after a rough translation and without quotation marks: SQuAD
+    scores compare content, and the formulas would cost every answer F1.
 
     >>> strip_lead_in("D'après les sources, le Louvre.")
     'le Louvre.'
-    >>> strip_lead_in("According to the sources (translated from French): “The Louvre.”")
+    >>> strip_lead_in("According to the sources (translated from French): “The Louvre.” "
+    ...               "(rough translation: see the original in the source)")
     'The Louvre.'
     >>> strip_lead_in("Le Louvre.")
     'Le Louvre.'
@@ -241,6 +242,8 @@ def strip_lead_in(answer: str) -> str:
         if fold(answer[: len(lead_in)]) == fold(lead_in):
             answer = answer[len(lead_in) :]
             break
+    for note in DOUBTFUL.values():
+        answer = answer.replace(note, " ")
     return re.sub(r"[«»“”\u00a0]", " ", answer).strip()
 
 
