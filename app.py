@@ -135,7 +135,7 @@ def chat(engine: Engine, message: str, history: list[HistoryItem] | None, sessio
     draft = ""
     try:
         base = engine.base()
-        pipeline = replace(session.pipeline or base, settings=settings)
+        pipeline = (session.pipeline or base).with_settings(settings)
         answer = None
         for event in pipeline.stream(question):
             if isinstance(event, Answer):

@@ -18,13 +18,15 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from qa.embedding import Embedder
-from qa.errors import IndexCorruptError, IndexNotFoundError
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.loading import ids_hash
 from qa.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,45 @@ class Index:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
+EMBED_BATCH = 16
+
+
+def embed_passages(texts: Sequence[str], embedder: Embedder,
+                   on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The passages' vectors, embedded EMBED_BATCH at a time; `on_batch(done, total)` after each."""
+    parts = []
+    for i in range(0, len(texts), EMBED_BATCH):
+        parts.append(embedder.embed_batch(list(texts[i : i + EMBED_BATCH]), "passage"))
+        if on_batch is not None:
+            on_batch(min(i + EMBED_BATCH, len(texts)), len(texts))
+    return np.concatenate(parts, axis=0).astype(np.float32)
+
+
+def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
+                 on_batch: Callable[[int, int], None] | None = None) -> Index:
+    """A new `Index` with `chunks` appended; `index` itself (and its saved copy) is untouched:
+    the vectors are added to a copy of its FAISS store. Not saved: the web app's per-visitor
+    indexes live in memory. Sources added are named "upload:<name>"."""
+    import faiss
+
+    if not chunks:
+        return index
+    vectors = embed_passages([c.text for c in chunks], embedder, on_batch)
+    if vectors.shape[1] != index.manifest.dimension:
+        raise IndexMismatchError(
+            f"the embedder gives {vectors.shape[1]} dimensions but the index has "
+            f"{index.manifest.dimension}: use the index's embedder ({index.manifest.embedder})"
+        )
+    store = faiss.clone_index(index.vectors)
+    store.add(vectors)
+    all_chunks = index.chunks + tuple(chunks)
+    new_sources = tuple(dict.fromkeys(f"upload:{c.source}" for c in chunks))
+    manifest = replace(index.manifest, n_chunks=len(all_chunks),
+                       corpus_hash=ids_hash(c.doc_id for c in all_chunks),
+                       sources=index.manifest.sources + new_sources, files_stamp="")
+    return Index(manifest, all_chunks, store)
+
+
 def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,
                 corpus_hash: str, sources: list[str], files_stamp: str = "",
                 progress: bool = False) -> Index:
@@ -84,12 +125,10 @@ def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chu
         from qa.errors import CorpusError
 
         raise CorpusError("the documents gave no passages to index")
-    texts = [c.text for c in chunks]
-    batch = 16
-    parts = [embedder.embed_batch(texts[i : i + batch], "passage")
-             for i in tqdm(range(0, len(texts), batch), desc="Embedding passages", unit="batch",
-                           disable=not progress or len(texts) <= batch)]
-    vectors = np.concatenate(parts, axis=0).astype(np.float32)
+    with tqdm(total=len(chunks), desc="Embedding passages", unit="passage",
+              disable=not progress or len(chunks) <= EMBED_BATCH) as bar:
+        vectors = embed_passages([c.text for c in chunks], embedder,
+                                 lambda done, total: bar.update(done - bar.n))
     store = faiss.IndexFlatIP(vectors.shape[1])
     store.add(vectors)
     manifest = Manifest(FORMAT_VERSION, embedder.name, int(vectors.shape[1]), chunk_size,

@@ -97,8 +97,13 @@ def files_stamp(sources: Iterable[str | Path]) -> str:
 
 
 def corpus_hash(docs: Iterable[Document]) -> str:
+    return ids_hash(doc.doc_id for doc in docs)
+
+
+def ids_hash(doc_ids: Iterable[str]) -> str:
+    """A digest of a set of document ids (each id derives from its document's text)."""
     h = hashlib.sha256()
-    for doc in sorted(docs, key=lambda d: d.doc_id):
-        h.update(doc.doc_id.encode())
+    for doc_id in sorted(set(doc_ids)):
+        h.update(doc_id.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]

@@ -30,6 +30,7 @@ from qa.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InputError,
+    SettingsError,
 )
 from qa.evidence import Evidence, rank_sentences, select, sentence_spans
 from qa.generation import Generator, make_generator
@@ -327,6 +328,22 @@ class Pipeline:
             detect_language("warm up")
             self._warm = True
         return self
+
+    def with_settings(self, settings: Settings) -> Pipeline:
+        """This pipeline with other answer-time settings (passages, answer length and style),
+        sharing its loaded models, index and translation memory. Settings that would need
+        other models or another index are refused."""
+        for name in ("embedder", "llm", "index_dir", "chunk_size", "chunk_overlap", "cache_dir"):
+            if getattr(settings, name) != getattr(self.settings, name):
+                raise SettingsError(f"{name} can't change on a loaded pipeline: make a new one")
+        return replace(self, settings=settings)
+
+    def with_index(self, index: Index) -> Pipeline:
+        """A pipeline over `index` (an extended copy, say) sharing this one's models and
+        translation memory."""
+        self.load()
+        return Pipeline(self.settings, embedder=self.embedder, generator=self.generator,
+                        index=index, translations=self.translations).load()
 
     @property
     def retriever(self) -> Retriever:

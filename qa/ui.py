@@ -8,18 +8,14 @@ Nothing here imports Gradio: `app.py` turns `QAError`s into `gr.Error`s.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from qa.chunking import chunk_documents
-from qa.embedding import Embedder
-from qa.errors import CorpusError, IndexMismatchError
-from qa.index import Index
+from qa.errors import CorpusError
+from qa.index import extend_index
 from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
 from qa.pipeline import Pipeline
 from qa.types import Answer, Chunk, Document, Language, Passage
@@ -195,43 +191,6 @@ def standalone_question(question: str, previous: str | None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
-                 progress: Progress | None = None, batch: int = 16) -> Index:
-    """A new `Index` with `chunks` appended; `index` itself (and its saved copy) is untouched.
-
-    The vectors are added to a copy of the FAISS store; `progress(fraction, desc=...)` is called
-    after each batch of passages is embedded.
-    """
-    import faiss
-
-    if not chunks:
-        return index
-    texts = [c.text for c in chunks]
-    total = (len(texts) + batch - 1) // batch
-    parts = []
-    for b, i in enumerate(range(0, len(texts), batch), start=1):
-        parts.append(embedder.embed_batch(texts[i : i + batch], "passage"))
-        if progress is not None:
-            progress(b / total, desc=f"Embedding passages {min(i + batch, len(texts))}/{len(texts)}")
-    vectors = np.concatenate(parts, axis=0).astype(np.float32)
-    if vectors.shape[1] != index.manifest.dimension:
-        raise IndexMismatchError(
-            f"the embedder gives {vectors.shape[1]} dimensions but the index has "
-            f"{index.manifest.dimension}: restart the app with the index's embedder "
-            f"({index.manifest.embedder})"
-        )
-    store = faiss.clone_index(index.vectors)
-    store.add(vectors)
-    all_chunks = index.chunks + tuple(chunks)
-    digest = hashlib.sha256()
-    for doc_id in sorted({c.doc_id for c in all_chunks}):
-        digest.update(doc_id.encode() + b"\0")
-    new_sources = tuple(dict.fromkeys(f"upload:{c.source}" for c in chunks))
-    manifest = replace(index.manifest, n_chunks=len(all_chunks), corpus_hash=digest.hexdigest()[:16],
-                       sources=index.manifest.sources + new_sources)
-    return Index(manifest, all_chunks, store)
-
-
 @dataclass(frozen=True)
 class Session:
     """What one visitor has: their pipeline (None: the shared default one), the documents they
@@ -294,11 +253,14 @@ def add_documents(session: Session, base: Pipeline, docs: Sequence[Document],
     chunks = chunk_documents(fresh, settings.chunk_size, settings.chunk_overlap)
     if not chunks:
         raise CorpusError("the documents gave no passages to index")
-    extended = extend_index(index, chunks, current.embedder, progress)
+    def embedded(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done / total, desc=f"Embedding passages {done}/{total}")
+
+    extended = extend_index(index, chunks, current.embedder, embedded)
     if progress is not None:
         progress(1.0, desc="Indexing words")
-    pipeline = Pipeline(settings, embedder=current.embedder, generator=current.generator,
-                        index=extended).load()
+    pipeline = current.with_index(extended)
     added = [d.source for d in fresh]
     return (replace(session, pipeline=pipeline, documents=session.documents + tuple(added),
                     chars=chars), added, skipped)

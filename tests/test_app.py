@@ -20,7 +20,7 @@ from qa import ui
 from qa.chunking import chunk_documents
 from qa.documents import MAX_UPLOAD_BYTES, read_upload, safe_filename
 from qa.errors import IndexMismatchError, ModelError
-from qa.index import load_index
+from qa.index import extend_index, load_index
 from qa.loading import make_document
 from qa.pipeline import ABSTENTION
 from qa.retrieval import Retriever
@@ -435,7 +435,7 @@ def test_extending_an_index_leaves_the_original_untouched(settings):
     base = engine.base().index
     doc = make_document("z.txt", SENTENCE)
     chunks = chunk_documents([doc], 600, 150)
-    extended = ui.extend_index(base, chunks, FakeEmbedder())
+    extended = extend_index(base, chunks, FakeEmbedder())
     assert extended.vectors.ntotal == base.vectors.ntotal + len(chunks) == len(extended.chunks)
     assert base.vectors.ntotal == len(base.chunks)
     assert extended.manifest.sources[-1] == "upload:z.txt"
@@ -445,7 +445,7 @@ def test_an_index_from_another_embedder_dimension_is_refused(settings):
     base = make_engine(settings).base().index
     doc = make_document("z.txt", SENTENCE)
     with pytest.raises(IndexMismatchError, match="dimensions"):
-        ui.extend_index(base, chunk_documents([doc], 600, 150), FakeEmbedder(dimension=64))
+        extend_index(base, chunk_documents([doc], 600, 150), FakeEmbedder(dimension=64))
 
 
 # -- follow-up rewriting -----------------------------------------------------------------------

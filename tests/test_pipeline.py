@@ -3,6 +3,7 @@ import json
 import pytest
 
 import qa.pipeline
+from qa.chunking import chunk_documents
 from qa.errors import InputError
 from qa.evidence import Evidence
 from qa.pipeline import (
@@ -294,3 +295,27 @@ def test_numbers_are_sent_for_translation_as_the_target_language_writes_them():
     assert "100,000" in text["content"] and "100,000" in rule["content"]  # not "100, 000"
     rule, text = translation_messages("Qwen has over 100,000 derived models.", "en", "fr")
     assert "100\u00a0000" in text["content"]
+
+
+def test_with_settings_shares_the_loaded_parts_and_refuses_what_needs_others(settings):
+    from qa.errors import SettingsError
+
+    pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    other = pipeline.with_settings(settings.with_(top_k=2, answer_style="generative"))
+    assert other.settings.top_k == 2 and pipeline.settings.top_k != 2
+    assert (other.embedder, other.generator, other.index, other.translations) == (
+        pipeline.embedder, pipeline.generator, pipeline.index, pipeline.translations)
+    with pytest.raises(SettingsError, match="chunk_size can't change"):
+        pipeline.with_settings(settings.with_(chunk_size=300))
+
+
+def test_with_index_shares_the_models_and_the_translation_memory(settings):
+    from qa.index import extend_index
+    from qa.loading import make_document
+
+    pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    chunks = chunk_documents([make_document("z.txt", "Le chat de Zoé dort sur le canapé.")], 600, 150)
+    other = pipeline.with_index(extend_index(pipeline.index, chunks, pipeline.embedder))
+    assert other.generator is pipeline.generator and other.translations is pipeline.translations
+    assert other.index.chunks[-1].source == "z.txt" and pipeline.index.chunks[-1].source != "z.txt"
+    assert other.retriever.retrieve("Où dort le chat de Zoé ?", "fr", 1)[0].chunk.source == "z.txt"
