@@ -54,6 +54,7 @@ class Evidence:
     start: int
     end: int
     score: float
+    cosine: float = 1.0  # the sentence's cosine with the question, the score's first term
 
     @property
     def text(self) -> str:
@@ -108,7 +109,7 @@ def rank_sentences(question: str, language: Language, passages: Sequence[Passage
         held = len(names & set(_WORDS.findall(fold(text)))) / len(names) if names else 0.0
         score = (WEIGHTS["dense"] * float(cosine) + WEIGHTS["words"] * words
                  + WEIGHTS["names"] * held + WEIGHTS["rank"] / passage.n)
-        ranked.append(Evidence(passage, start, end, score))
+        ranked.append(Evidence(passage, start, end, score, float(cosine)))
     return sorted(ranked, key=lambda e: -e.score)
 
 

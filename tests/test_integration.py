@@ -85,3 +85,12 @@ def test_cli_json_with_the_real_stack(real_settings):
     assert data["models"] == {"embedder": "use-multilingual", "llm": "qwen2.5-coder-0.5b"}
     for citation in data["citations"]:
         assert citation["quote"] in citation["text"]
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("Tell me a joke", "outside what the documents cover"),
+    ("Quelle est la meilleure recette de ratatouille ?", "sort du sujet des documents"),
+])
+def test_an_off_topic_question_is_told_so(real_pipeline, question, expected):
+    answer = real_pipeline.ask(question)
+    assert answer.abstained and expected in answer.text and answer.citations == ()

@@ -8,6 +8,7 @@ from qa.errors import InputError
 from qa.evidence import Evidence
 from qa.pipeline import (
     ABSTENTION,
+    OFF_TOPIC,
     QUOTE_LEAD,
     STRONG_EVIDENCE,
     TRANSLATED_LEAD,
@@ -164,6 +165,18 @@ def test_extractive_answer_quotes_the_best_sentence_and_cites_its_passage(settin
     passage = answer.passages[citation.n - 1]
     assert passage.chunk.text[citation.quote_start - passage.chunk.start:
                               citation.quote_end - passage.chunk.start] == citation.quote
+
+
+@pytest.mark.parametrize("style", ["extractive", "generative"])
+@pytest.mark.parametrize("question,language", [("Tell me a joke", "en"),
+                                               ("Quelle est la meilleure recette de ratatouille ?", "fr")])
+def test_an_off_topic_question_is_told_so_without_asking_the_model(settings, model_always_drafts,
+                                                                   question, language, style):
+    pipeline = Pipeline(settings.with_(answer_style=style), generator=FakeGenerator("Qwen [1]."),
+                        embedder=FakeEmbedder(dimension=4096))  # no hash collisions: unrelated is orthogonal
+    pieces, answer = run(pipeline, question)
+    assert answer.abstained and answer.text == OFF_TOPIC[language] and pieces == [OFF_TOPIC[language]]
+    assert answer.citations == () and pipeline.generator.messages == []
 
 
 def test_extractive_style_abstains_when_the_draft_is_unsupported(settings, model_always_drafts):
