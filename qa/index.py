@@ -185,6 +185,20 @@ def current_build(index_dir: Path) -> Path:
     return build
 
 
+def restamp(index_dir: Path, files_stamp: str) -> None:
+    """Record a new stamp of the current build's files (they were touched, not changed), so
+    they needn't be read again; the manifest is replaced atomically. Failing to write is logged:
+    the index stays usable, its files are only read again next time."""
+    build = current_build(index_dir)
+    manifest = replace(read_manifest(index_dir), files_stamp=files_stamp)
+    partial = build / f".manifest.{os.getpid()}.tmp"
+    try:
+        partial.write_text(json.dumps(asdict(manifest), indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(partial, build / "manifest.json")
+    except OSError as error:
+        log.warning("could not record the documents' new stamp in %s (%s)", build, error)
+
+
 def read_manifest(index_dir: Path) -> Manifest:
     build = current_build(index_dir)
     try:

@@ -91,7 +91,10 @@ def files_stamp(sources: Iterable[str | Path]) -> str:
         else:
             plain.append(source)
     for path in expand_paths(plain):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as error:
+            raise CorpusError(f"{path} can't be read ({error.strerror or error})") from None
         h.update(f"\0{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 

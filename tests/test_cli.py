@@ -6,6 +6,7 @@ import pytest
 
 import qa.pipeline
 from qa.cli import main
+from qa.pipeline import translation_memory_path
 from tests.fakes import FakeEmbedder, FakeGenerator
 
 
@@ -52,7 +53,7 @@ def test_translate_prepares_the_other_language_once(fakes, capsys):
     translated = int(first.split()[1])
     assert translated > 0 and "0 already remembered" in first
     assert second.startswith("Translated 0 sentence(s) now, " + f"{translated} already remembered")
-    assert (fakes / "cache" / "translations" / "fake-llm.json").is_file()
+    assert translation_memory_path(fakes / "cache", "fake-llm").is_file()
 
 
 @pytest.mark.parametrize("question,fragment", [("", "empty"), ("   ", "empty"), ("q" * 5000, "limit is 1000")])

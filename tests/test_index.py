@@ -120,6 +120,24 @@ def test_unchanged_files_are_not_read_again(settings, embedder, tmp_path, monkey
         open_index(settings, embedder)
 
 
+def test_a_touched_but_unchanged_file_is_read_once_then_remembered(settings, embedder, tmp_path, monkeypatch):
+    import os
+
+    import qa.pipeline
+
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+    os.utime(doc, ns=(1_000_000_000, 1_000_000_000))  # a checkout or a copy: same text, new time
+    reads = []
+    real = qa.pipeline.load_documents
+    monkeypatch.setattr("qa.pipeline.load_documents", lambda sources: reads.append(1) or real(sources))
+    calls = embedder.calls
+    open_index(settings, embedder)
+    open_index(settings, embedder)
+    assert reads == [1] and embedder.calls == calls  # read once to compare, not rebuilt
+
+
 def test_an_index_without_a_files_stamp_is_checked_by_reading(settings, embedder, tmp_path):
     doc = tmp_path / "notes.txt"
     doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")

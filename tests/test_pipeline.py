@@ -15,6 +15,7 @@ from qa.pipeline import (
     Pipeline,
     answerable,
     expects_figure,
+    translation_memory_path,
 )
 from qa.prompting import ANSWER_PREFIX
 from qa.types import Answer, Chunk, Passage
@@ -235,7 +236,7 @@ def test_translations_prepared_ahead_are_not_asked_for_again(settings, model_alw
     assert len(generator.messages) == len(french)
     assert {m[1]["content"] for m in generator.messages} >= {t for t in french if not any(c.isdigit() for c in t)}
     assert pipeline.prepare_translations(("fr", "en")) == (0, len(french))
-    memory = settings.cache_dir / "translations" / "fake-llm.json"
+    memory = translation_memory_path(settings.cache_dir, "fake-llm")
     assert len(json.loads(memory.read_text(encoding="utf-8"))) == len(french)  # on disk for later runs
 
     generator.messages.clear()
@@ -245,7 +246,7 @@ def test_translations_prepared_ahead_are_not_asked_for_again(settings, model_alw
 
 
 def test_an_unreadable_translation_memory_is_started_afresh(settings, model_always_drafts, caplog):
-    memory = settings.cache_dir / "translations" / "fake-llm.json"
+    memory = translation_memory_path(settings.cache_dir, "fake-llm")
     memory.parent.mkdir(parents=True)
     memory.write_text("{not json", encoding="utf-8")
     generator = FakeGenerator(replies=[" Qwen has 100 000 derived models [1].",
@@ -332,3 +333,46 @@ def test_with_index_shares_the_models_and_the_translation_memory(settings):
     assert other.generator is pipeline.generator and other.translations is pipeline.translations
     assert other.index.chunks[-1].source == "z.txt" and pipeline.index.chunks[-1].source != "z.txt"
     assert other.retriever.retrieve("Où dort le chat de Zoé ?", "fr", 1)[0].chunk.source == "z.txt"
+
+
+def test_the_translation_memory_keeps_what_another_process_wrote(tmp_path):
+    from qa.pipeline import TranslationMemory
+
+    path = tmp_path / "memory.json"
+    app, cli = TranslationMemory(path), TranslationMemory(path)
+    assert app.get("Bonjour.", "en") is None  # the app has read the (absent) file
+    cli.put("Merci.", "en", "Thanks.")  # meanwhile, `qa translate` adds an entry
+    assert app.get("Merci.", "en") == "Thanks."  # the app sees it without restarting
+    app.put("Bonjour.", "en", "Hello.")
+    assert TranslationMemory(path).get("Merci.", "en") == "Thanks."  # not overwritten
+    assert TranslationMemory(path).get("Bonjour.", "en") == "Hello."
+
+
+def test_deferred_writes_are_batched_and_saved_even_after_an_error(tmp_path):
+    from qa.pipeline import TranslationMemory
+
+    path = tmp_path / "memory.json"
+    memory = TranslationMemory(path)
+    with pytest.raises(KeyboardInterrupt), memory.deferred(every=2):
+        memory.put("Un.", "en", "One.")
+        assert not path.exists()  # not after each entry
+        memory.put("Deux.", "en", "Two.")
+        assert len(json.loads(path.read_text(encoding="utf-8"))) == 2  # every 2
+        memory.put("Trois.", "en", "Three.")
+        raise KeyboardInterrupt
+    assert len(json.loads(path.read_text(encoding="utf-8"))) == 3  # and on the way out
+
+
+@pytest.mark.parametrize("cosine,off_topic", [(0.14, True), (0.16, False)])
+def test_the_off_topic_threshold(settings, monkeypatch, cosine, off_topic):
+    from qa.pipeline import OFF_TOPIC_COSINE
+
+    assert 0.14 < OFF_TOPIC_COSINE < 0.16
+    pipeline = make(settings, " Alibaba [1].", style="extractive").load()
+    passage = pipeline.retriever.retrieve(QWEN_FR, "fr", 1)[0]
+    text = passage.chunk.text
+    monkeypatch.setattr(qa.pipeline, "rank_sentences",
+                        lambda *args: [Evidence(passage, 0, len(text), 2.0, cosine)])
+    answer = pipeline.ask(QWEN_FR)
+    assert (answer.text == OFF_TOPIC["fr"]) is off_topic
+    assert answer.abstained is off_topic
