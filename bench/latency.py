@@ -107,7 +107,7 @@ def main() -> int:
                     # otherwise a fresh, in-memory translation memory: every answer is timed as if asked first
                     memory = prepared if style == "prepared" else TranslationMemory(None)
                     answer_style = "extractive" if style == "prepared" else style
-                    pipeline = replace(base, settings=settings.with_(answer_style=answer_style),
+                    pipeline = replace(base.with_settings(settings.with_(answer_style=answer_style)),
                                        translations=memory)
                     start = time.perf_counter()
                     stamps = []

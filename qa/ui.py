@@ -253,6 +253,7 @@ def add_documents(session: Session, base: Pipeline, docs: Sequence[Document],
     chunks = chunk_documents(fresh, settings.chunk_size, settings.chunk_overlap)
     if not chunks:
         raise CorpusError("the documents gave no passages to index")
+
     def embedded(done: int, total: int) -> None:
         if progress is not None:
             progress(done / total, desc=f"Embedding passages {done}/{total}")

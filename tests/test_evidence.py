@@ -42,6 +42,15 @@ def test_across_languages_names_and_numbers_still_count():
     assert ranked[0].text == "Hunyuan vient de Tencent."
 
 
+def test_a_rare_question_word_counts_more_than_a_common_one():
+    # each sentence shares one word with the question and is as long as the others: only the
+    # words' rarity among the sentences can tell them apart ("zorglub" is in three of four)
+    p = passage(1, "Zorglub kromp vitalis. Zorglub frimas nectar. Zorglub plomb ivoire. Quartz plomb ivoire.")
+    ranked = rank("Zorglub quartz ?", "fr", [p])
+    assert ranked[0].text == "Quartz plomb ivoire."
+    assert ranked[0].score > ranked[1].score
+
+
 def test_no_passages_no_evidence():
     assert rank("Qui ?", "fr", []) == [] and select([]) == []
 

@@ -45,9 +45,7 @@ def test_english_question_is_answered_in_english_from_the_french_article(real_pi
 
 
 def test_the_generative_style_still_answers_with_the_model_s_own_sentence(real_pipeline):
-    from dataclasses import replace
-
-    generative = replace(real_pipeline, settings=real_pipeline.settings.with_(answer_style="generative"))
+    generative = real_pipeline.with_settings(real_pipeline.settings.with_(answer_style="generative"))
     answer = generative.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert not answer.abstained and "100 000" in norm(answer.text)
     assert answer.text.startswith("D’après les sources,") and "«" not in answer.text
