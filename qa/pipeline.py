@@ -421,11 +421,9 @@ class Pipeline:
                     first_piece.append(time.perf_counter())
                 yield piece
 
-        messages = build_messages(question, language, passages)
-        prefix = ANSWER_PREFIX[language]
-
-        def model_pieces() -> Iterator[str]:
-            return self.generator.stream(messages, self.settings.max_new_tokens, prefix=prefix)
+        def model_pieces(frame: Language) -> Iterator[str]:  # the draft, prompted in `frame`
+            return self.generator.stream(build_messages(question, frame, passages),
+                                         self.settings.max_new_tokens, prefix=ANSWER_PREFIX[frame])
 
         embed_passages = remembering(lambda texts: self.embedder.embed_batch(texts, "passage"))
         ranked = rank_sentences(question, language, passages,
@@ -438,8 +436,11 @@ class Pipeline:
             evidence = select(ranked)
             unsupported = False
             if not strong(evidence):  # only then can the model's checked draft change the decision
-                draft = "".join([prefix, *model_pieces()]).strip()
-                _, _, unsupported = self.verify(question, language, draft, passages, embed_passages)
+                # The draft is never shown: it is prompted in the evidence's language, where the
+                # 0.5B model extracts content instead of restating an English question (README).
+                frame = evidence[0].language if evidence else language
+                draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame)]).strip()
+                _, _, unsupported = self.verify(question, frame, draft, passages, embed_passages)
             abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft))
             if abstained:
                 text, citations = ABSTENTION[language], []
@@ -451,9 +452,10 @@ class Pipeline:
                 citations = yield from shown(self._quote(evidence, language, parts))
                 text = "".join(parts)
         else:
+            prefix = ANSWER_PREFIX[language]
             draft_parts: list[str] = [prefix]
             yield prefix  # put in the model's mouth: the first token is the model's
-            for piece in shown(iter(model_pieces())):
+            for piece in shown(iter(model_pieces(language))):
                 draft_parts.append(piece)
                 yield piece
             draft = "".join(draft_parts).strip()

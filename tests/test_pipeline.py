@@ -200,6 +200,19 @@ def test_english_question_on_french_sources_gets_a_translated_quote(settings, mo
     assert sentence["content"] == citation.quote.replace("100 000", "100,000")  # as English writes it
 
 
+@pytest.mark.parametrize("style,frame", [("extractive", "fr"), ("generative", "en")])
+def test_the_hidden_draft_is_prompted_in_the_sources_language_the_shown_one_in_the_question_s(
+        settings, model_always_drafts, style, frame):
+    from qa.prompting import SYSTEM
+
+    generator = FakeGenerator(replies=[" Qwen compte 100 000 modèles dérivés [1].",
+                                       "The Qwen family has more than 100,000 derived models."])
+    pipeline = Pipeline(settings.with_(answer_style=style), embedder=cross_lingual(), generator=generator)
+    _, answer = run(pipeline, QWEN_EN)
+    assert generator.messages[0][0]["content"] == SYSTEM[frame]
+    assert answer.language == "en" and generator.prefixes[0] == ANSWER_PREFIX[frame]
+
+
 def test_a_translation_that_drops_a_number_is_flagged_as_rough(settings, model_always_drafts):
     generator = FakeGenerator(replies=[" Qwen has 100 000 derived models [1].",
                                        "The Qwen family has many derived models."])
