@@ -436,9 +436,9 @@ class Pipeline:
             evidence = select(ranked)
             unsupported = False
             if not strong(evidence):  # only then can the model's checked draft change the decision
-                # The draft is never shown: it is prompted in the evidence's language, where the
-                # 0.5B model extracts content instead of restating an English question (README).
-                frame = evidence[0].language if evidence else language
+                # The draft is never shown: it is prompted in the best sentence's language, where
+                # the 0.5B model extracts content instead of restating an English question (README).
+                frame = ranked[0].language
                 draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame)]).strip()
                 _, _, unsupported = self.verify(question, frame, draft, passages, embed_passages)
             abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft))
