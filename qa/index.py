@@ -152,8 +152,7 @@ def save_index(index: Index, index_dir: Path) -> Path:
         with open(staging / "chunks.jsonl", "w", encoding="utf-8") as f:
             for chunk in index.chunks:
                 f.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
-        (staging / "manifest.json").write_text(json.dumps(asdict(index.manifest), indent=2,
-                                                          ensure_ascii=False), encoding="utf-8")
+        (staging / "manifest.json").write_text(_manifest_json(index.manifest), encoding="utf-8")
         for path in staging.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
@@ -185,6 +184,10 @@ def current_build(index_dir: Path) -> Path:
     return build
 
 
+def _manifest_json(manifest: Manifest) -> str:
+    return json.dumps(asdict(manifest), indent=2, ensure_ascii=False)
+
+
 def restamp(index_dir: Path, files_stamp: str) -> None:
     """Record a new stamp of the current build's files (they were touched, not changed), so
     they needn't be read again; the manifest is replaced atomically. Failing to write is logged:
@@ -193,7 +196,7 @@ def restamp(index_dir: Path, files_stamp: str) -> None:
     manifest = replace(read_manifest(index_dir), files_stamp=files_stamp)
     partial = build / f".manifest.{os.getpid()}.tmp"
     try:
-        partial.write_text(json.dumps(asdict(manifest), indent=2, ensure_ascii=False), encoding="utf-8")
+        partial.write_text(_manifest_json(manifest), encoding="utf-8")
         os.replace(partial, build / "manifest.json")
     except OSError as error:
         log.warning("could not record the documents' new stamp in %s (%s)", build, error)

@@ -28,9 +28,12 @@ def make_document(source: str, text: str) -> Document:
                     language=detect_language(text[:5000], default="fr"))
 
 
+def _bundled_text() -> str:
+    return resources.files("qa").joinpath("data", BUNDLED_NAME).read_text(encoding="utf-8")
+
+
 def bundled_document() -> Document:
-    text = resources.files("qa").joinpath("data", BUNDLED_NAME).read_text(encoding="utf-8")
-    return make_document(BUNDLED_NAME, text)
+    return make_document(BUNDLED_NAME, _bundled_text())
 
 
 def read_file(path: Path) -> Document:
@@ -87,7 +90,7 @@ def files_stamp(sources: Iterable[str | Path]) -> str:
     plain: list[str | Path] = []
     for source in sources:
         if str(source).startswith("bundled:"):
-            h.update(bundled_document().doc_id.encode())
+            h.update(_bundled_text().encode())
         else:
             plain.append(source)
     for path in expand_paths(plain):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from qa.citations import figure_spans
+from qa.retrieval import anchor_spans
 from qa.types import Language, Passage
 
 SYSTEM = {
@@ -85,7 +86,6 @@ _TRANSLATE = {
 
 
 _KEEP = {"fr": " Garde ces mots tels quels : {words}.", "en": " Keep these words exactly as written: {words}."}
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]{2,}|[A-Z]+\d[\w-]*)")
 
 
 def names_and_figures(text: str) -> list[str]:
@@ -96,7 +96,8 @@ def names_and_figures(text: str) -> list[str]:
     >>> names_and_figures("Par exemple, ERNIE de Baidu, Kimi K2 et Qwen 3 : 100 000 modèles en 2025.")
     ['ERNIE', 'Baidu', 'Kimi', 'K2', 'Qwen', '100 000', '2025']
     """
-    found = [(m.start(), m.group(0)) for m in _NAME.finditer(text)]
+    found = [(start, text[start:end]) for start, end in anchor_spans(text)  # names, not numbers
+             if text[start].isupper() and (end - start > 2 or any(c.isdigit() for c in text[start:end]))]
     found += [(start, text[start:end]) for start, end in figure_spans(text)]
     return list(dict.fromkeys(word for _, word in sorted(found)))
 

@@ -48,9 +48,19 @@ def anchors(text: str) -> set[str]:
     ['2025', 'action', 'ai', 'july', 'plan', 'us']
     """
     words = set()
-    for match in _ANCHOR.finditer(text):
-        words.update(_WORD.findall(fold(match.group(0))))
+    for start, end in anchor_spans(text):
+        words.update(_WORD.findall(fold(text[start:end])))
     return words
+
+
+def anchor_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` has a name, an acronym or a number, as written (`anchors`, unfolded).
+
+    >>> text = "En 2025, Kimi K2 de Moonshot AI."
+    >>> [text[s:e] for s, e in anchor_spans(text)]
+    ['2025', 'Kimi', 'K2', 'Moonshot', 'AI']
+    """
+    return [m.span() for m in _ANCHOR.finditer(text)]
 
 
 @cache
