@@ -46,6 +46,12 @@ def split_sentences(text: str, language: Language) -> list[tuple[int, int]]:
     return spans
 
 
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """The sentences of a passage, as evidence and retrieval read them (the whole passage if it
+    has none)."""
+    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
+
+
 def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
     digest = hashlib.sha256(f"{doc_id}\0{start}\0{end}\0{text}".encode()).hexdigest()
     return f"{doc_id}#{start}-{end}-{digest[:8]}"

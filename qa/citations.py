@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.chunking import split_sentences
+from qa.chunking import sentence_spans, split_sentences
 from qa.retrieval import anchors, fold, tokenize
 from qa.types import Citation, Language, Passage
 
@@ -142,7 +142,7 @@ class SupportChecker:
         texts: list[str] = []
         owners: list[tuple[int, int]] = []
         for p in passages:
-            spans = split_sentences(p.chunk.text, p.chunk.language) or [(0, len(p.chunk.text))]
+            spans = sentence_spans(p.chunk)
             self._spans[p.n] = spans
             for k, (s, e) in enumerate(spans):
                 texts.append(p.chunk.text[s:e])

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
     p.add_argument("--bench-dir", type=Path, help="index folder for a SQuAD-format file's contexts")
+    p.add_argument("--translations", choices=("prepared", "none"), default="prepared",
+                   help="JSONL set: answer with every sentence translated ahead, as after `qa translate` "
+                        "(default), or with none, as if each question were asked first")
     _common(p)
     return parser
 
@@ -194,7 +197,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     report = evaluate(args.testset, args.out, settings, limit=args.limit, answers=not args.retrieval_only,
-                      progress=True, seed=args.seed, bench_dir=args.bench_dir)
+                      progress=True, seed=args.seed, bench_dir=args.bench_dir,
+                      translations=args.translations)
     print(format_table(report))
     print(f"\nReport: {args.out}/report.md (and report.json, plots)")
     return 0

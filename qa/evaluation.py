@@ -32,9 +32,9 @@ from qa.embedding import Embedder, Kind, make_embedder
 from qa.errors import InputError
 from qa.index import Index
 from qa.language import detect_language
-from qa.pipeline import Pipeline, TranslationMemory, open_index
+from qa.pipeline import Pipeline, TranslationMemory, open_index, translation_memory_path
 from qa.report import baselines_grid, metrics_grid, text_table, write_markdown, write_plots
-from qa.retrieval import Retriever, fold
+from qa.retrieval import Retriever, Translations, fold
 from qa.settings import Settings
 from qa.types import Chunk, Language, Passage
 
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
 MODES = ("hybrid", "dense", "bm25")
+TRANSLATION_MODES = ("prepared", "none")
 RANKING_DEPTH = 5  # passages kept per question for recall@1..5
 FIELDS = ("id", "lang", "question", "answerable", "answer_groups", "evidence", "reference")
 MAX_PROBLEMS_SHOWN = 10
@@ -610,11 +611,13 @@ class RetrievalCase:
 
 
 def retrieval_baselines(index: Index, embedder: Embedder, cases: Sequence[RetrievalCase],
-                        modes: Sequence[str] = MODES, progress: bool = True
+                        modes: Sequence[str] = MODES, progress: bool = True,
+                        translations: Translations | None = None
                         ) -> dict[str, dict[str, dict[str, float]]]:
     """Recall@1..5 and MRR of each retrieval mode, no generation: {mode: {group: summary}}.
 
-    Every mode searches the same index with the same embedder.
+    Every mode searches the same index with the same embedder (and BM25 reads foreign passages
+    through the same `translations`, if any).
     """
     from tqdm import tqdm
 
@@ -623,7 +626,7 @@ def retrieval_baselines(index: Index, embedder: Embedder, cases: Sequence[Retrie
     queries = QueryCache(embedder, [c.question for c in cases])
     results: dict[str, dict[str, dict[str, float]]] = {}
     for mode in modes:
-        retriever = Retriever(index, queries, mode=mode)
+        retriever = Retriever(index, queries, mode=mode, translations=translations)
         rankings: dict[str, list[tuple[bool, ...]]] = {g: [] for g in groups}
         for case, language in tqdm(list(zip(cases, languages, strict=True)),
                                    desc=f"Retrieval ({mode})", unit="question",
@@ -681,21 +684,45 @@ def prepare_retrieval(pipeline: Pipeline, settings: Settings,
     return pipeline.embedder, pipeline.index
 
 
+def evaluation_memory(pipeline: Pipeline, settings: Settings, translations: str,
+                      answers: bool, progress: bool = False) -> tuple[TranslationMemory, dict]:
+    """The translation memory a test set is measured with, and what it holds.
+
+    "none": empty, so every answer is measured as if asked first (translating as it goes).
+    "prepared": a copy of this machine's memory for the model (never written back), with every
+    sentence of the index translated, as `qa translate` (run by setup) leaves it; the model
+    translates what is missing when answers are measured, not in a retrieval-only run.
+    """
+    if translations not in TRANSLATION_MODES:
+        raise InputError(f"translations must be one of {', '.join(TRANSLATION_MODES)}, not {translations!r}")
+    if translations == "none":
+        return TranslationMemory(None), {"mode": "none"}
+    if answers:
+        pipeline.load()
+        memory = pipeline.translations.detached()
+        added, known = replace(pipeline, translations=memory).prepare_translations(progress=progress)
+        return memory, {"mode": "prepared", "translated_now": added, "remembered": known}
+    model = pipeline.translations or TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
+    return model.detached(), {"mode": "prepared", "remembered": len(model)}
+
+
 def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
                      pipeline: Pipeline | None = None, answers: bool = True,
-                     progress: bool = True) -> dict:
-    """The report of a JSONL test set (not written): baselines on all items, answers on `limit`."""
+                     progress: bool = True, translations: str = "prepared") -> dict:
+    """The report of a JSONL test set (not written): baselines on all items, answers on `limit`,
+    with the translation memory `evaluation_memory` gives for `translations`."""
     pipeline = pipeline or Pipeline(settings=settings, progress=progress)
-    # every answer is measured as if asked for the first time: no translation remembered from before
-    pipeline = replace(pipeline, translations=TranslationMemory(None))
     embedder, index = prepare_retrieval(pipeline, settings, progress)
     items = load_testset(path, document_texts(index.chunks))
+    memory, memory_note = evaluation_memory(pipeline, settings, translations, answers, progress)
+    pipeline = replace(pipeline, translations=memory)
     unreachable = [i.id for i in items if i.answerable
                    and not any(evidence_hit(c.text, i.evidence) for c in index.chunks)]
     if unreachable:
         log.warning("no passage holds the whole evidence of %s: recall can't reach 1",
                     ", ".join(unreachable))
-    baselines = retrieval_baselines(index, embedder, testset_cases(items), progress=progress)
+    baselines = retrieval_baselines(index, embedder, testset_cases(items), progress=progress,
+                                    translations=memory)
     rows: list[dict] = []
     results: dict = {}
     if answers:
@@ -714,7 +741,8 @@ def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
     llm = getattr(pipeline.generator, "name", None) if answers else settings.llm
     return {
         "config": config("testset", path, settings, embedder.name, llm, limit=limit,
-                         answers=answers, questions=len(items), unreachable=unreachable),
+                         answers=answers, questions=len(items), unreachable=unreachable,
+                         translations=memory_note),
         "metrics": results,
         "baselines": baselines,
         "rows": rows,
@@ -723,14 +751,16 @@ def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
 
 def evaluate(testset_path: str | Path, out_dir: str | Path, settings: Settings,
              limit: int | None = None, pipeline: Pipeline | None = None, progress: bool = True,
-             *, answers: bool = True, seed: int = 0, bench_dir: str | Path | None = None) -> dict:
+             *, answers: bool = True, seed: int = 0, bench_dir: str | Path | None = None,
+             translations: str = "prepared") -> dict:
     """Measure the system on a test set; write report.json, report.md and plots in `out_dir`.
 
     `testset_path` is our JSONL test set, or a SQuAD-format `.json` file (then `limit`
     questions are sampled with `seed`, and the file's contexts are indexed in `bench_dir`,
-    by default `<index_dir>-bench/<file stem>`). `answers=False` measures retrieval only,
-    without loading the language model. A given `pipeline` must use the same `settings`.
-    Returns the report as written to report.json (undefined metrics as None).
+    by default `<index_dir>-bench/<file stem>`). `translations` ("prepared" or "none") is the
+    JSONL set's translation memory (`evaluation_memory`); a SQuAD set starts from none.
+    `answers=False` measures retrieval only, without loading the language model. A given
+    `pipeline` must use the same `settings`. Returns the report as written to report.json (undefined metrics as None).
     """
     from qa.squad import evaluate_squad
 
@@ -740,7 +770,7 @@ def evaluate(testset_path: str | Path, out_dir: str | Path, settings: Settings,
                                 answers=answers, index_dir=bench_dir, progress=progress)
     else:
         report = evaluate_testset(path, settings, limit=limit, pipeline=pipeline,
-                                  answers=answers, progress=progress)
+                                  answers=answers, progress=progress, translations=translations)
     return write_report(report, out_dir)
 
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.chunking import split_sentences
+from qa.chunking import sentence_spans
 from qa.retrieval import anchors, fold, tokenize
-from qa.types import Chunk, Language, Passage
+from qa.types import Language, Passage
 
 WEIGHTS = {"dense": 1.0, "words": 1.5, "names": 0.3, "rank": 0.1}
 # The runner-up joins the best sentence when it scores within this margin: on the PIAF / XQuAD
@@ -70,11 +70,6 @@ class Evidence:
     @property
     def language(self) -> Language:
         return self.passage.chunk.language
-
-
-def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
-    """The sentences of a passage, as evidence reads them (the whole passage if it has none)."""
-    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
 
 
 def rarity(words: set[str], sentences: Sequence[set[str]]) -> dict[str, float]:

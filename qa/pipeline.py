@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.chunking import chunk_documents
+from qa.chunking import chunk_documents, sentence_spans
 from qa.citations import SupportChecker, answer_sentences, figures, is_abstention, numbers, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
@@ -32,7 +32,7 @@ from qa.errors import (
     InputError,
     SettingsError,
 )
-from qa.evidence import Evidence, rank_sentences, select, sentence_spans
+from qa.evidence import Evidence, rank_sentences, select
 from qa.generation import Generator, make_generator
 from qa.index import Index, build_index, load_index, read_manifest, restamp, save_index
 from qa.language import detect_language
@@ -300,6 +300,15 @@ class TranslationMemory:
     def get(self, text: str, target: Language) -> str | None:
         return self._refresh().get(self._key(text, target))
 
+    def __len__(self) -> int:
+        return len(self._refresh())
+
+    def detached(self) -> TranslationMemory:
+        """A copy of what this memory holds now, kept in memory only: never written back."""
+        copy = TranslationMemory(None)
+        copy._entries = dict(self._refresh())
+        return copy
+
     def put(self, text: str, target: Language, translation: str) -> None:
         if not translation:
             return
@@ -352,8 +361,6 @@ class Pipeline:
             self.embedder = make_embedder(s.embedder, threads=s.threads)
         if self.index is None:
             self.index = open_index(s, self.embedder, progress=self.progress)
-        if self._retriever is None:
-            self._retriever = Retriever(self.index, self.embedder)
         if self.generator is None:
             self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads,
                                             progress=self.progress)
@@ -362,6 +369,9 @@ class Pipeline:
         if self.translations is None:
             self.translations = TranslationMemory(
                 translation_memory_path(s.cache_dir, getattr(self.generator, "name", "model")))
+        if self._retriever is None or self._retriever.translations is not self.translations:
+            # BM25 reads foreign passages through the translations (qa.retrieval)
+            self._retriever = Retriever(self.index, self.embedder, translations=self.translations)
         if not self._warm:  # lazy weights and the language detector: load now, not on the first question
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")

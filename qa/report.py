@@ -151,6 +151,10 @@ def render_markdown(report: Mapping) -> str:
     if config.get("limit") is not None:
         seed = f", seed {config['seed']}" if config.get("seed") is not None else ""
         out.append(f"- limit: {config['limit']}{seed}")
+    memory = config.get("translations")
+    if memory:
+        held = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory.items() if k != "mode")
+        out.append(f"- translation memory: {memory['mode']}" + (f" ({held})" if held else ""))
     out += ["", "## Metrics", ""]
     if metrics:
         out.append(markdown_table(*metrics_grid(metrics)))

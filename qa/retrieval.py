@@ -4,6 +4,12 @@ BM25 can only match words, so an English question finds little in French text; w
 words it does match ("plan", "action") are noise. So across languages BM25 matches only the
 question's names, acronyms and numbers (which survive translation), and fusion gives it
 `cross_lingual_weight` there: the dense signal leads, while exact names and figures still help.
+
+Once sentences have been translated (`qa translate`, or answers before), BM25 reads a foreign
+passage through its translations: the question's words then match as within one language
+("free AI tools" finds "En offrant des outils d'IA gratuits" through "By offering free AI
+tools"), and the passage counts with `lexical_weight`. A sentence not translated yet still
+offers its names and numbers.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Protocol
 
 import numpy as np
 
+from qa.chunking import sentence_spans
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.types import Chunk, Language, Passage
@@ -106,6 +114,23 @@ def rrf_fuse(rankings: Sequence[tuple[Sequence[int], Sequence[float] | float]],
     return scores
 
 
+class Translations(Protocol):
+    """Sentences' translations as remembered (`qa.pipeline.TranslationMemory`)."""
+
+    def get(self, text: str, target: Language) -> str | None: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class _View:
+    """BM25 over the passages as read in one language, for `known` remembered translations."""
+
+    known: int
+    bm25: object | None  # None: no foreign passage has a translated sentence
+    readable: np.ndarray  # per passage: in that language, or with at least one sentence translated
+
+
 @dataclass
 class Retriever:
     """Dense + BM25 over one index. BM25 is rebuilt from the passages on load (milliseconds)."""
@@ -119,14 +144,12 @@ class Retriever:
     # 0.931 / 0.938 and test-set MRR 0.833 / 0.842 / 0.868 / 0.887, XQuAD flat; 2 is the middle.
     lexical_weight: float = 2.0
     mode: str = "hybrid"  # "hybrid", "dense" or "bm25": the last two are baselines for evaluation
+    translations: Translations | None = None  # read foreign passages through them (module doc)
+    _views: dict[Language, _View] = field(default_factory=dict, init=False, repr=False)
+    _sentences: dict[int, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
-        self._bm25 = bm25s.BM25()
-        corpus = [tokenize(c.text, c.language) or ["∅"] for c in self.index.chunks]
-        self._bm25.index(corpus, show_progress=False)
+        self._bm25 = _bm25([tokenize(c.text, c.language) for c in self.index.chunks])
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -142,19 +165,55 @@ class Retriever:
 
     def lexical_ranking(self, question: str, language: Language) -> list[int]:
         """BM25 ranking (matching passages only). Passages in another language than the
-        question's are scored on its names, acronyms and numbers alone: its other words
-        can only match there by accident."""
-        scores = self._scores(tokenize(question, language))
-        if any(c.language != language for c in self.chunks):
-            names = self._scores([t for t in tokenize(" ".join(anchors(question)), language)])
-            foreign = np.array([c.language != language for c in self.chunks])
-            scores = np.where(foreign, names, scores)
+        question's are read through their sentences' translations when there are some
+        (`translated_view`), else scored on the question's names, acronyms and numbers alone:
+        its other words can only match there by accident."""
+        view = self.translated_view(language)
+        if view is not None:
+            scores = _scores(view.bm25, tokenize(question, language), len(self.chunks))
+        else:
+            scores = _scores(self._bm25, tokenize(question, language), len(self.chunks))
+            if any(c.language != language for c in self.chunks):
+                names = _scores(self._bm25, tokenize(" ".join(anchors(question)), language), len(self.chunks))
+                foreign = np.array([c.language != language for c in self.chunks])
+                scores = np.where(foreign, names, scores)
         return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
 
-    def _scores(self, tokens: list[str]) -> np.ndarray:
-        if not tokens:
-            return np.zeros(len(self.chunks))
-        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float64)
+    def readable(self, language: Language) -> np.ndarray:
+        """Per passage: can BM25 read it in `language` (its own, or translated in part)?"""
+        view = self.translated_view(language)
+        if view is not None:
+            return view.readable
+        return np.array([c.language == language for c in self.chunks], dtype=bool)
+
+    def translated_view(self, language: Language) -> _View | None:
+        """BM25 over the passages as read in `language`: each sentence of a foreign passage by
+        its remembered translation, or by its names and numbers while it has none. None when no
+        foreign passage has a translated sentence. Rebuilt when the memory has grown."""
+        known = len(self.translations) if self.translations is not None else 0
+        if not known:
+            return None
+        cached = self._views.get(language)
+        if cached is not None and cached.known == known:
+            return cached if cached.bm25 is not None else None
+        texts, readable = [], []
+        for i, chunk in enumerate(self.chunks):
+            if chunk.language == language:
+                texts.append(chunk.text)
+                readable.append(True)
+                continue
+            if i not in self._sentences:  # split once: the view is rebuilt as the memory grows
+                self._sentences[i] = [chunk.text[s:e] for s, e in sentence_spans(chunk)]
+            sentences = self._sentences[i]
+            translated = [self.translations.get(sentence, language) for sentence in sentences]
+            texts.append(" ".join(t or " ".join(sorted(anchors(sentence)))
+                                  for sentence, t in zip(sentences, translated, strict=True)))
+            readable.append(any(translated))
+        foreign_read = any(r for r, c in zip(readable, self.chunks, strict=True) if c.language != language)
+        view = _View(known, _bm25([tokenize(t, language) for t in texts]) if foreign_read else None,
+                     np.array(readable, dtype=bool))
+        self._views[language] = view
+        return view if view.bm25 is not None else None
 
     def retrieve(self, question: str, language: Language, top_k: int) -> list[Passage]:
         dense = self.dense_scores(question)
@@ -167,10 +226,25 @@ class Retriever:
             rest = [i for i in range(len(self.chunks)) if i not in matched]
             order = {i: 1.0 / (RRF_K + r) for r, i in enumerate(lexical_rank + rest, start=1)}
         else:
-            weights = [self.lexical_weight * (1.0 if self.chunks[i].language == language
-                                              else self.cross_lingual_weight)
+            readable = self.readable(language)
+            weights = [self.lexical_weight * (1.0 if readable[i] else self.cross_lingual_weight)
                        for i in lexical_rank]
             order = rrf_fuse([(dense_rank, 1.0), (lexical_rank, weights)])
         best = sorted(order, key=lambda i: (-order[i], -dense[i]))[:top_k]
         return [Passage(n, self.chunks[i], order[i], float(dense[i]))
                 for n, i in enumerate(best, start=1)]
+
+
+def _bm25(corpus: list[list[str]]):
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # set on import: it logs every build at DEBUG
+    bm25 = bm25s.BM25()
+    bm25.index([tokens or ["∅"] for tokens in corpus], show_progress=False)
+    return bm25
+
+
+def _scores(bm25, tokens: list[str], size: int) -> np.ndarray:
+    if not tokens:
+        return np.zeros(size)
+    return np.asarray(bm25.get_scores(tokens), dtype=np.float64)

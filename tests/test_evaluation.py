@@ -396,6 +396,8 @@ def test_evaluate_writes_json_markdown_and_plots(tmp_path: Path, testset: Path, 
     markdown = (out / "report.md").read_text()
     assert "## Metrics" in markdown and "## Retrieval baselines" in markdown
     assert "## Failures (1 of 4)" in markdown and "What did Qwen overtake in 1990?" in markdown
+    assert report["config"]["translations"]["mode"] == "prepared"  # every sentence translated ahead
+    assert "- translation memory: prepared (translated now " in markdown
     for name in qa.report.PLOT_FILES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -415,6 +417,38 @@ def test_evaluate_retrieval_only_never_loads_a_generator(tmp_path: Path, testset
     table = ev.format_table(report["metrics"], report["baselines"])
     assert "retrieval only" in table and "hybrid" in table
     assert ev.format_table(report) == table
+
+
+def test_the_prepared_memory_holds_every_sentence_and_is_never_written(pipeline) -> None:
+    from qa.chunking import sentence_spans
+
+    memory, note = ev.evaluation_memory(pipeline, pipeline.settings, "prepared", answers=True)
+    wanted = {(c.text[s:e], "en" if c.language == "fr" else "fr")
+              for c in pipeline.index.chunks for s, e in sentence_spans(c)}
+    assert all(memory.get(text, target) for text, target in wanted)
+    assert note == {"mode": "prepared", "translated_now": len(wanted), "remembered": 0}
+    assert memory.path is None and len(pipeline.translations) == 0  # the machine's memory untouched
+    assert not pipeline.translations.path.exists()
+
+
+def test_a_first_time_evaluation_starts_from_an_empty_memory(pipeline) -> None:
+    pipeline.load().translations.put("Un.", "en", "One.")
+    memory, note = ev.evaluation_memory(pipeline, pipeline.settings, "none", answers=True)
+    assert len(memory) == 0 and note == {"mode": "none"}
+    with pytest.raises(InputError, match="translations must be one of prepared, none"):
+        ev.evaluation_memory(pipeline, pipeline.settings, "some", answers=True)
+
+
+def test_a_retrieval_only_evaluation_reads_the_memory_as_it_is(tmp_path: Path) -> None:
+    from qa.pipeline import TranslationMemory, translation_memory_path
+
+    settings = fake_settings(tmp_path)
+    TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm)).put("Un.", "en", "One.")
+    embedder = FakeEmbedder()
+    no_llm = Pipeline(settings=settings, embedder=embedder, index=fake_index(CORPUS, settings, embedder))
+    memory, note = ev.evaluation_memory(no_llm, settings, "prepared", answers=False)
+    assert no_llm.generator is None and note == {"mode": "prepared", "remembered": 1}
+    assert memory.get("Un.", "en") == "One." and memory.path is None
 
 
 def test_evaluate_rejects_a_testset_whose_evidence_is_not_indexed(tmp_path: Path,

@@ -240,7 +240,7 @@ def test_translations_are_remembered(settings, model_always_drafts):
 
 
 def test_translations_prepared_ahead_are_not_asked_for_again(settings, model_always_drafts):
-    from qa.evidence import sentence_spans
+    from qa.chunking import sentence_spans
 
     generator = FakeGenerator(reply="An English sentence.")
     pipeline = Pipeline(settings, embedder=cross_lingual(), generator=generator)
@@ -346,6 +346,18 @@ def test_with_index_shares_the_models_and_the_translation_memory(settings):
     assert other.generator is pipeline.generator and other.translations is pipeline.translations
     assert other.index.chunks[-1].source == "z.txt" and pipeline.index.chunks[-1].source != "z.txt"
     assert other.retriever.retrieve("Où dort le chat de Zoé ?", "fr", 1)[0].chunk.source == "z.txt"
+
+
+def test_retrieval_reads_through_the_pipelines_own_translation_memory(settings):
+    from dataclasses import replace
+
+    from qa.pipeline import TranslationMemory
+
+    pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    assert pipeline.retriever.translations is pipeline.translations
+    other = replace(pipeline, translations=TranslationMemory(None))  # as `qa eval` does
+    assert other.retriever.translations is other.translations
+    assert pipeline.retriever.translations is pipeline.translations
 
 
 def test_the_translation_memory_keeps_what_another_process_wrote(tmp_path):

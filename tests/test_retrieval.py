@@ -3,7 +3,7 @@ import pytest
 from qa.chunking import chunk_documents
 from qa.index import build_index
 from qa.loading import make_document
-from qa.retrieval import Retriever, rrf_fuse, tokenize
+from qa.retrieval import Retriever, _scores, rrf_fuse, tokenize
 from tests.fakes import FakeEmbedder
 
 
@@ -48,7 +48,7 @@ def test_english_question_finds_the_french_passage_despite_lexical_noise(retriev
     assert [p.n for p in passages] == [1, 2, 3]
     # what the guard prevents: BM25 on all the English words matches "plan" in the wrong
     # passage, and fused at full weight it would outrank the dense winner
-    naive = retriever._scores(tokenize(question, "en"))
+    naive = _scores(retriever._bm25, tokenize(question, "en"), len(retriever.chunks))
     naive_rank = [int(i) for i in naive.argsort()[::-1] if naive[i] > 0]
     assert retriever.chunks[naive_rank[0]].source == "fr2.txt"
     dense_rank = list(retriever.dense_scores(question).argsort()[::-1])
@@ -60,6 +60,43 @@ def test_names_still_match_across_languages(retriever):
     unaware = Retriever(retriever.index, FakeEmbedder())  # no synonyms: dense sees little
     passages = unaware.retrieve("How big is the Qwen family from Alibaba?", "en", top_k=1)
     assert passages[0].chunk.source == "fr1.txt"
+
+
+class Memory(dict):
+    """A translation memory: {(sentence, target language): translation}."""
+
+    def get(self, text, target):
+        return super().get((text, target))
+
+
+def test_translations_let_bm25_read_a_foreign_passage(retriever):
+    question = "How many derivatives does the family count around the world?"  # no name, no number
+    blind = Retriever(retriever.index, FakeEmbedder())  # dense sees nothing across languages
+    assert blind.lexical_ranking(question, "en") == []
+    memory = Memory({(FRENCH[1], "en"): "Alibaba's Qwen family counts more than one hundred "
+                                        "thousand derivative models around the whole world."})
+    reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
+    assert reading.lexical_ranking(question, "en") == [1]
+    assert list(reading.readable("en")) == [False, True, False]
+    assert reading.retrieve(question, "en", top_k=1)[0].chunk.source == "fr1.txt"
+    assert reading.lexical_ranking("Combien de modèles dérivés ?", "fr") == [1]  # French: as before
+
+
+def test_untranslated_sentences_still_offer_their_names(retriever):
+    memory = Memory({(FRENCH[2], "en"): "Plan, plan, plan: an action, actions, a general plan."})
+    reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
+    assert reading.lexical_ranking("How big is the Qwen family from Alibaba?", "en") == [1]
+    assert reading.lexical_ranking("What does the general plan say?", "en") == [2]  # translated
+    assert list(reading.readable("en")) == [False, False, True]
+
+
+def test_the_translated_view_follows_the_memory_as_it_grows(retriever):
+    memory = Memory()
+    reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
+    assert reading.translated_view("en") is None  # nothing translated: names only, as before
+    assert reading.lexical_ranking("derivative models", "en") == []
+    memory[(FRENCH[1], "en")] = "The Qwen family counts one hundred thousand derivative models."
+    assert reading.lexical_ranking("derivative models", "en") == [1]
 
 
 def test_same_language_lexical_match_counts_fully(retriever):
