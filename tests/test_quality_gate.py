@@ -16,16 +16,22 @@ from qa.evaluation import evaluate
 pytestmark = pytest.mark.slow
 TESTSET = Path(__file__).parent / "data" / "testset.jsonl"
 
-# Measured: recall@1 0.812, recall@5 0.938, MRR 0.868 (hybrid); dense 0.701 and BM25 0.621 MRR.
-RETRIEVAL_FLOORS = {"recall@1": 0.72, "recall@5": 0.90, "mrr": 0.80}
-# Measured 2026-11-28 (README, *Quality*), extractive style: answer 0.719, correct and cited
-# 0.719, citation precision 0.855, abstention recall 0.750, language match 1.000, false
-# abstention 0.031 (generative style before it: 0.359 / 0.359 / 0.780 / 0.688 / 1.000 / 0.266).
+# Measured with no translation remembered: recall@1 0.844, recall@5 0.938, MRR 0.887 (hybrid);
+# dense alone 0.701 MRR, BM25 alone 0.621.
+RETRIEVAL_FLOORS = {"recall@1": 0.76, "recall@5": 0.90, "mrr": 0.82}
+# With every sentence translated (as setup leaves it): recall@1 0.891, recall@5 0.969, MRR 0.924;
+# dense alone 0.701 MRR, BM25 alone 0.928 (it reads the English questions' French passages
+# through the translations too: on this one article it ties the fusion, README, *Quality*).
+PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.95, "mrr": 0.88}
+# Measured 2026-11-28 (README, *Quality*), extractive style, translations prepared: answer 0.734,
+# correct and cited 0.734, citation precision 0.859, abstention recall 0.688, language match
+# 1.000, false abstention 0.031 (generative style at first: 0.359 / 0.359 / 0.780 / 0.688 /
+# 1.000 / 0.266).
 ANSWER_FLOORS = {
-    "answer_correct": 0.65,
-    "correct_and_cited": 0.65,
-    "citation_precision": 0.78,
-    "abstention_recall": 0.62,
+    "answer_correct": 0.67,
+    "correct_and_cited": 0.67,
+    "citation_precision": 0.79,
+    "abstention_recall": 0.56,
     "language_match": 0.95,
 }
 FALSE_ABSTENTION_CEILING = 0.10
@@ -38,17 +44,22 @@ def artifacts(tmp_path: Path, name: str) -> Path:
 
 def test_retrieval_on_the_project_test_set(real_settings, tmp_path):
     report = evaluate(TESTSET, artifacts(tmp_path, "eval-retrieval"), real_settings, answers=False,
-                      progress=False)
+                      progress=False, translations="none")
     hybrid = report["baselines"]["hybrid"]["all"]
     for key, floor in RETRIEVAL_FLOORS.items():
         assert hybrid[key] >= floor, f"hybrid {key} {hybrid[key]:.3f} fell below {floor}"
-    for baseline in ("dense", "bm25"):  # fusion must keep beating each signal alone
+    for baseline in ("dense", "bm25"):  # with no translation, fusion must beat each signal alone
         assert hybrid["mrr"] >= report["baselines"][baseline]["all"]["mrr"]
 
 
 def test_answers_on_the_project_test_set(real_pipeline, tmp_path):
     report = evaluate(TESTSET, artifacts(tmp_path, "eval-answers"), real_pipeline.settings,
                       pipeline=real_pipeline, progress=False)
+    assert report["config"]["translations"]["mode"] == "prepared"
+    hybrid = report["baselines"]["hybrid"]["all"]
+    for key, floor in PREPARED_RETRIEVAL_FLOORS.items():
+        assert hybrid[key] >= floor, f"hybrid {key} {hybrid[key]:.3f} fell below {floor}"
+    assert hybrid["mrr"] >= report["baselines"]["dense"]["all"]["mrr"]
     overall = report["metrics"]["all"]
     for key, floor in ANSWER_FLOORS.items():
         assert overall[key] >= floor, f"{key} {overall[key]:.3f} fell below {floor}"
