@@ -702,8 +702,10 @@ def evaluation_memory(pipeline: Pipeline, settings: Settings, translations: str,
         memory = pipeline.translations.detached()
         added, known = replace(pipeline, translations=memory).prepare_translations(progress=progress)
         return memory, {"mode": "prepared", "translated_now": added, "remembered": known}
-    model = pipeline.translations or TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
-    return model.detached(), {"mode": "prepared", "remembered": len(model)}
+    memory = pipeline.translations  # an empty memory is falsy: test for None
+    if memory is None:
+        memory = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
+    return memory.detached(), {"mode": "prepared", "remembered": len(memory)}
 
 
 def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
@@ -760,7 +762,8 @@ def evaluate(testset_path: str | Path, out_dir: str | Path, settings: Settings,
     by default `<index_dir>-bench/<file stem>`). `translations` ("prepared" or "none") is the
     JSONL set's translation memory (`evaluation_memory`); a SQuAD set starts from none.
     `answers=False` measures retrieval only, without loading the language model. A given
-    `pipeline` must use the same `settings`. Returns the report as written to report.json (undefined metrics as None).
+    `pipeline` must use the same `settings`. Returns the report as written to report.json
+    (undefined metrics as None).
     """
     from qa.squad import evaluate_squad
 
