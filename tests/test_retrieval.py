@@ -69,34 +69,42 @@ class Memory(dict):
         return super().get((text, target))
 
 
+ENGLISH = [
+    "The American programme on artificial intelligence was published in July 2025 by the White House.",
+    "Alibaba's Qwen family counts more than one hundred thousand derivative models around the whole world.",
+    "Plan, plan, plan: an action, actions, a general plan of action for companies.",
+]
+
+
 def test_translations_let_bm25_read_a_foreign_passage(retriever):
     question = "How many derivatives does the family count around the world?"  # no name, no number
     blind = Retriever(retriever.index, FakeEmbedder())  # dense sees nothing across languages
     assert blind.lexical_ranking(question, "en") == []
-    memory = Memory({(FRENCH[1], "en"): "Alibaba's Qwen family counts more than one hundred "
-                                        "thousand derivative models around the whole world."})
+    memory = Memory({(fr, "en"): en for fr, en in zip(FRENCH, ENGLISH, strict=True)})
     reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
     assert reading.lexical_ranking(question, "en") == [1]
-    assert list(reading.readable("en")) == [False, True, False]
+    assert list(reading.readable("en")) == [True, True, True]
     assert reading.retrieve(question, "en", top_k=1)[0].chunk.source == "fr1.txt"
     assert reading.lexical_ranking("Combien de modèles dérivés ?", "fr") == [1]  # French: as before
 
 
-def test_untranslated_sentences_still_offer_their_names(retriever):
-    memory = Memory({(FRENCH[2], "en"): "Plan, plan, plan: an action, actions, a general plan."})
+def test_a_partly_translated_index_is_read_by_names_only(retriever):
+    # reading only the translated passages would favour them over the others
+    memory = Memory({(FRENCH[1], "en"): ENGLISH[1], (FRENCH[2], "en"): ENGLISH[2]})
     reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
+    assert reading.translated_view("en") is None  # 2 of 3 sentences: below 0.95
+    assert reading.lexical_ranking("How many derivative models?", "en") == []
+    assert list(reading.readable("en")) == [False, False, False]
+    memory[(FRENCH[0], "en")] = ENGLISH[0]  # the memory grows: now all are translated
+    assert reading.lexical_ranking("How many derivative models?", "en") == [1]
+
+
+def test_untranslated_sentences_still_offer_their_names(retriever):
+    memory = Memory({(FRENCH[2], "en"): ENGLISH[2]})
+    reading = Retriever(retriever.index, FakeEmbedder(), translations=memory, min_coverage=0.3)
     assert reading.lexical_ranking("How big is the Qwen family from Alibaba?", "en") == [1]
     assert reading.lexical_ranking("What does the general plan say?", "en") == [2]  # translated
     assert list(reading.readable("en")) == [False, False, True]
-
-
-def test_the_translated_view_follows_the_memory_as_it_grows(retriever):
-    memory = Memory()
-    reading = Retriever(retriever.index, FakeEmbedder(), translations=memory)
-    assert reading.translated_view("en") is None  # nothing translated: names only, as before
-    assert reading.lexical_ranking("derivative models", "en") == []
-    memory[(FRENCH[1], "en")] = "The Qwen family counts one hundred thousand derivative models."
-    assert reading.lexical_ranking("derivative models", "en") == [1]
 
 
 def test_same_language_lexical_match_counts_fully(retriever):
