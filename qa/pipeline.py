@@ -32,7 +32,7 @@ from qa.errors import (
     InputError,
     SettingsError,
 )
-from qa.evidence import Evidence, rank_sentences, select
+from qa.evidence import Evidence, rank_sentences, select, with_parts
 from qa.generation import Generator, make_generator
 from qa.index import Index, build_index, load_index, read_manifest, restamp, save_index
 from qa.language import detect_language
@@ -456,6 +456,8 @@ class Pipeline:
                 text, citations = ABSTENTION[language], []
                 yield from shown(iter([text]))
             else:
+                evidence = with_parts(question, language, passages, evidence,
+                                      lambda texts: self.embedder.embed_batch(texts, "query"), embed_passages)
                 lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
                 parts: list[str] = [lead]
                 yield lead  # fixed text: the first token counts from the quote or translation

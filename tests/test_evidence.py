@@ -2,7 +2,7 @@
 
 import pytest
 
-from qa.evidence import OTHER_PASSAGE_MARGIN, RUNNER_UP_MARGIN, Evidence, rank_sentences, select
+from qa.evidence import OTHER_PASSAGE_MARGIN, RUNNER_UP_MARGIN, Evidence, rank_sentences, select, with_parts
 from qa.types import Chunk, Passage
 from tests.fakes import FakeEmbedder
 
@@ -68,3 +68,25 @@ def test_a_runner_up_from_another_passage_must_be_closer(second_score, kept):
     assert OTHER_PASSAGE_MARGIN < RUNNER_UP_MARGIN
     chosen = select([Evidence(best, 3, 5, 0.95), Evidence(other, 0, 2, second_score)])
     assert [e.passage.n for e in chosen] == [1, 2][:kept]
+
+
+def test_each_half_of_a_two_part_question_gets_its_sentence():
+    p = passage(1, "Alibaba a publié Qwen en 2023. Le temps est doux. Tencent a lancé Hunyuan à Shenzhen.")
+    q = passage(2, "Baidu développe ERNIE.")
+    question = "Qui a publié Qwen, et où Tencent a-t-il lancé Hunyuan ?"
+    embedder = FakeEmbedder()
+    query, passages_ = (lambda t: embedder.embed_batch(t, "query")), (lambda t: embedder.embed_batch(t, "passage"))
+    chosen = select(rank("Qui a publié Qwen ?", "fr", [p, q]))
+    assert [e.text for e in chosen] == ["Alibaba a publié Qwen en 2023."]
+    both = with_parts(question, "fr", [p, q], chosen, query, passages_)
+    assert [e.text for e in both] == ["Alibaba a publié Qwen en 2023.", "Tencent a lancé Hunyuan à Shenzhen."]
+    assert with_parts("Qui a publié Qwen ?", "fr", [p, q], chosen, query, passages_) == chosen  # one question
+
+
+def test_a_part_already_quoted_is_not_added_twice():
+    p = passage(1, "Alibaba a publié Qwen en 2023 et Tencent a lancé Hunyuan à Shenzhen. Le temps est doux.")
+    embedder = FakeEmbedder()
+    query, passages_ = (lambda t: embedder.embed_batch(t, "query")), (lambda t: embedder.embed_batch(t, "passage"))
+    question = "Qui a publié Qwen, et où Tencent a-t-il lancé Hunyuan ?"
+    chosen = select(rank(question, "fr", [p]))[:1]
+    assert len(with_parts(question, "fr", [p], chosen, query, passages_)) == 1
