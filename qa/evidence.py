@@ -49,8 +49,8 @@ MAX_SENTENCES = 2
 
 _WORDS = re.compile(r"\w+")
 # Two questions in one: a comma, "and"/"et", then a second question word ("What risk does it
-# run, and what do experts say it gains?"). Public sets hardly ask so (5 of 7,935 PIAF, XQuAD
-# and SQuAD 2.0 questions match, mostly "A, B, and what?" lists); the project's test set does.
+# run, and what do experts say it gains?"). Public sets hardly ask so (5 of the 7,935 answerable
+# PIAF, XQuAD and SQuAD 2.0 questions match, mostly "A, B, and what?" lists); this test set does.
 _SECOND_QUESTION = {
     "en": re.compile(r",\s+and\s+(?=(?:what|which|who|whom|whose|when|where|why|how|in which|in what)\b)",
                      re.IGNORECASE),

@@ -436,8 +436,11 @@ class Pipeline:
                                          self.settings.max_new_tokens, prefix=ANSWER_PREFIX[frame])
 
         embed_passages = remembering(lambda texts: self.embedder.embed_batch(texts, "passage"))
-        ranked = rank_sentences(question, language, passages,
-                                lambda texts: self.embedder.embed_batch(texts, "query"), embed_passages)
+
+        def embed_query(texts: list[str]) -> np.ndarray:
+            return self.embedder.embed_batch(texts, "query")
+
+        ranked = rank_sentences(question, language, passages, embed_query, embed_passages)
         draft = ""
         if not ranked or max(e.cosine for e in ranked) < OFF_TOPIC_COSINE:  # about something else
             text, citations, abstained = OFF_TOPIC[language], [], True
@@ -456,8 +459,7 @@ class Pipeline:
                 text, citations = ABSTENTION[language], []
                 yield from shown(iter([text]))
             else:
-                evidence = with_parts(question, language, passages, evidence,
-                                      lambda texts: self.embedder.embed_batch(texts, "query"), embed_passages)
+                evidence = with_parts(question, language, passages, evidence, embed_query, embed_passages)
                 lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
                 parts: list[str] = [lead]
                 yield lead  # fixed text: the first token counts from the quote or translation
