@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("translate", help="translate the indexed documents' sentences once, ahead of "
-                                         "questions in the other language (French <-> English)")
+                                         "questions in the other language (French <-> English): their "
+                                         "answers are then instant, and retrieval matches their words")
     p.add_argument("--to", choices=["fr", "en", "both"], default="both",
                    help="the language the questions will be asked in (default: both)")
     p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
