@@ -6,9 +6,9 @@ question's names, acronyms and numbers (which survive translation), and fusion g
 `cross_lingual_weight` there: the dense signal leads, while exact names and figures still help.
 
 Once the index's sentences have been translated (`qa translate`), BM25 reads a foreign passage
-through its translations: the question's words then match as within one language ("free AI
-tools" finds "En offrant des outils d'IA gratuits" through "By offering free AI tools"), and the
-passage counts with `lexical_weight`. A sentence not translated yet still offers its names and
+through its translations: the question's words then match as within one language ("What partly
+drove the change…?" finds "Ce changement est en partie stimulé…" through "This change is partly
+driven…"), and the passage counts with `lexical_weight`. A sentence not translated yet still offers its names and
 numbers. Until nearly all are translated, foreign passages are read by names and numbers only.
 """
 
