@@ -77,6 +77,10 @@ TRANSLATION_SUPPORT = 0.6
 # Chosen before question words were weighted by rarity (qa.evidence); re-checked after: the same
 # questions are strong but one English one (0.648 -> 0.640), and the test-set figures are unchanged.
 STRONG_EVIDENCE = 0.65
+# The extractive style's hidden draft only decides whether to answer, from its first sentence or
+# two: capped at this many tokens (at most `max_new_tokens`). On the project test set, 40 instead
+# of 64 left all 14 drafts' decisions unchanged and took their answers from 2.93 to 2.73 s.
+HIDDEN_DRAFT_TOKENS = 40
 
 _FIGURE_QUESTION = re.compile(
     r"\b(combien|how (?:many|much)"
@@ -431,9 +435,9 @@ class Pipeline:
                     first_piece.append(time.perf_counter())
                 yield piece
 
-        def model_pieces(frame: Language) -> Iterator[str]:  # the draft, prompted in `frame`
-            return self.generator.stream(build_messages(question, frame, passages),
-                                         self.settings.max_new_tokens, prefix=ANSWER_PREFIX[frame])
+        def model_pieces(frame: Language, budget: int) -> Iterator[str]:  # the draft, prompted in `frame`
+            return self.generator.stream(build_messages(question, frame, passages), budget,
+                                         prefix=ANSWER_PREFIX[frame])
 
         embed_passages = remembering(lambda texts: self.embedder.embed_batch(texts, "passage"))
 
@@ -452,7 +456,8 @@ class Pipeline:
                 # The draft is never shown: it is prompted in the best sentence's language, where
                 # the 0.5B model extracts content instead of restating an English question (README).
                 frame = ranked[0].language
-                draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame)]).strip()
+                budget = min(self.settings.max_new_tokens, HIDDEN_DRAFT_TOKENS)
+                draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame, budget)]).strip()
                 _, _, unsupported = self.verify(question, frame, draft, passages, embed_passages)
             abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft))
             if abstained:
@@ -469,7 +474,7 @@ class Pipeline:
             prefix = ANSWER_PREFIX[language]
             draft_parts: list[str] = [prefix]
             yield prefix  # put in the model's mouth: the first token is the model's
-            for piece in shown(iter(model_pieces(language))):
+            for piece in shown(iter(model_pieces(language, self.settings.max_new_tokens))):
                 draft_parts.append(piece)
                 yield piece
             draft = "".join(draft_parts).strip()

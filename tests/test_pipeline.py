@@ -401,3 +401,22 @@ def test_the_off_topic_threshold(settings, monkeypatch, cosine, off_topic):
     answer = pipeline.ask(QWEN_FR)
     assert (answer.text == OFF_TOPIC["fr"]) is off_topic
     assert answer.abstained is off_topic
+
+
+@pytest.mark.parametrize("style", ["extractive", "generative"])
+def test_the_hidden_draft_is_shorter_than_a_shown_one(settings, monkeypatch, style):
+    from qa.pipeline import HIDDEN_DRAFT_TOKENS
+
+    budgets = []
+
+    class Recording(FakeGenerator):
+        def stream(self, messages, max_new_tokens, prefix=""):
+            budgets.append(max_new_tokens)
+            return super().stream(messages, max_new_tokens, prefix)
+
+    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 10.0)  # weak evidence: the draft decides
+    pipeline = Pipeline(settings.with_(answer_style=style, max_new_tokens=64), embedder=FakeEmbedder(),
+                        generator=Recording(" Alibaba [1]."))
+    pipeline.ask(QWEN_FR)
+    assert HIDDEN_DRAFT_TOKENS < 64
+    assert budgets == [HIDDEN_DRAFT_TOKENS if style == "extractive" else 64]
