@@ -129,6 +129,7 @@ class _View:
     known: int
     bm25: object | None  # None: too few of the foreign passages' sentences are translated
     readable: np.ndarray  # per passage: in that language, or with at least one sentence translated
+    # (empty when bm25 is None)
 
 
 @dataclass
@@ -208,29 +209,27 @@ class Retriever:
         if not known:
             return None
         cached = self._views.get(language)
-        if cached is not None and cached.known == known:
-            return cached if cached.bm25 is not None else None
-        texts, readable = [], []
-        foreign = done = 0  # sentences of foreign passages, and how many are translated
+        if cached is None or cached.known != known:
+            cached = self._views[language] = self._build_view(language, known)
+        return cached if cached.bm25 is not None else None
+
+    def _build_view(self, language: Language, known: int) -> _View:
+        translated: dict[int, list[str | None]] = {}  # per foreign passage, per sentence
         for i, chunk in enumerate(self.chunks):
-            if chunk.language == language:
-                texts.append(chunk.text)
-                readable.append(True)
-                continue
-            if i not in self._sentences:  # split once: the view is rebuilt as the memory grows
-                self._sentences[i] = [chunk.text[s:e] for s, e in sentence_spans(chunk)]
-            sentences = self._sentences[i]
-            translated = [self.translations.get(sentence, language) for sentence in sentences]
-            texts.append(" ".join(t or " ".join(sorted(anchors(sentence)))
-                                  for sentence, t in zip(sentences, translated, strict=True)))
-            readable.append(any(translated))
-            foreign += len(sentences)
-            done += sum(1 for t in translated if t)
-        covered = foreign > 0 and done >= self.min_coverage * foreign
-        view = _View(known, _bm25([tokenize(t, language) for t in texts]) if covered else None,
-                     np.array(readable, dtype=bool))
-        self._views[language] = view
-        return view if view.bm25 is not None else None
+            if chunk.language != language:
+                if i not in self._sentences:  # split once: the view is rebuilt as the memory grows
+                    self._sentences[i] = [chunk.text[s:e] for s, e in sentence_spans(chunk)]
+                translated[i] = [self.translations.get(sentence, language) for sentence in self._sentences[i]]
+        sentences = sum(len(t) for t in translated.values())
+        done = sum(1 for t in translated.values() for x in t if x)
+        if not sentences or done < self.min_coverage * sentences:
+            return _View(known, None, np.array([], dtype=bool))
+        texts = [chunk.text if i not in translated else
+                 " ".join(t or " ".join(sorted(anchors(sentence)))
+                          for sentence, t in zip(self._sentences[i], translated[i], strict=True))
+                 for i, chunk in enumerate(self.chunks)]
+        readable = [i not in translated or any(translated[i]) for i in range(len(self.chunks))]
+        return _View(known, _bm25([tokenize(t, language) for t in texts]), np.array(readable, dtype=bool))
 
     def retrieve(self, question: str, language: Language, top_k: int) -> list[Passage]:
         dense = self.dense_scores(question)
