@@ -25,6 +25,15 @@ class Generator(Protocol):
         ...
 
 
+@runtime_checkable
+class Likelihoods(Protocol):
+    """A generator that can also score a given reply (optional: the extractive style uses it to
+    rerank evidence sentences, qa.evidence.rerank)."""
+
+    def reply_likelihoods(self, conversations: list[list[Message]], reply: str) -> list[float]:
+        ...
+
+
 class TransformersGenerator:
     """Greedy decoding with a chat template, streamed through `TextIteratorStreamer`."""
 
@@ -59,14 +68,47 @@ class TransformersGenerator:
         self._tokenizer, self._model = tokenizer, model
         return self
 
+    def _inputs(self, messages: list[Message], prefix: str = ""):
+        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False,
+                                                     add_generation_prompt=True) + prefix
+        return self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+
+    def reply_likelihoods(self, conversations: list[list[Message]], reply: str) -> list[float]:
+        """For each conversation, the mean log-probability per token of `reply` as the
+        assistant's answer to it: one batched forward pass, no generation (about 0.5 s for three
+        sentences and a question on two cores)."""
+        import torch
+
+        self.load()
+        if not conversations:
+            return []
+        answer = self._tokenizer(reply, add_special_tokens=False)["input_ids"]
+        if not answer:
+            raise ValueError("an empty reply has no likelihood")
+        prompts = [self._inputs(c)["input_ids"][0].tolist() for c in conversations]
+        width = max(len(p) for p in prompts) + len(answer)
+        ids = torch.full((len(prompts), width), self._tokenizer.eos_token_id or 0, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):  # right-padded: positions stay those of one sequence
+            ids[row, :len(prompt) + len(answer)] = torch.tensor(prompt + answer)
+            mask[row, :len(prompt) + len(answer)] = 1
+        # only the positions that predict `reply` go through the output layer (152k words wide:
+        # over every position it cost more than the rest of the pass)
+        keep = torch.tensor([[len(p) - 1 + i for i in range(len(answer))] for p in prompts])
+        with self._lock, torch.inference_mode():
+            try:
+                logits = self._model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits.float()
+            except Exception as error:
+                raise ModelError(f"scoring failed: {error}") from error
+        logprobs = torch.log_softmax(logits, dim=-1).gather(2, torch.tensor(answer).expand(len(prompts), -1)[..., None])
+        return [float(row.mean()) for row in logprobs[..., 0]]
+
     def stream(self, messages: list[Message], max_new_tokens: int, prefix: str = "") -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
         self.load()
-        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False,
-                                                     add_generation_prompt=True) + prefix
-        inputs = self._tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        inputs = self._inputs(messages, prefix)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=300)
         errors: list[BaseException] = []

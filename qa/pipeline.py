@@ -32,12 +32,19 @@ from qa.errors import (
     InputError,
     SettingsError,
 )
-from qa.evidence import Evidence, rank_sentences, select, with_parts
-from qa.generation import Generator, make_generator
+from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
+from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index, build_index, load_index, read_manifest, restamp, save_index
 from qa.language import detect_language
 from qa.loading import BUNDLED, corpus_hash, files_stamp, load_documents
-from qa.prompting import ANSWER_PREFIX, TRANSLATION_PROMPT_VERSION, build_messages, translation_messages
+from qa.prompting import (
+    ANSWER_PREFIX,
+    TRANSLATION_PROMPT_VERSION,
+    build_messages,
+    question_messages,
+    sanitize,
+    translation_messages,
+)
 from qa.retrieval import Retriever, anchors, fold, tokenize
 from qa.settings import Settings
 from qa.types import Answer, Citation, Language
@@ -450,7 +457,7 @@ class Pipeline:
             text, citations, abstained = OFF_TOPIC[language], [], True
             yield from shown(iter([text]))
         elif extractive:
-            evidence = select(ranked)
+            evidence = select(self._reranked(question, language, ranked))
             unsupported = False
             if not strong(evidence):  # only then can the model's checked draft change the decision
                 # The draft is never shown: it is prompted in the best sentence's language, where
@@ -488,6 +495,19 @@ class Pipeline:
                      "total_s": done - started},
             models=self.models(), draft=draft,
         )
+
+    def _reranked(self, question: str, language: Language, ranked: list[Evidence]) -> list[Evidence]:
+        """`ranked` reranked by the model's likelihood of the question given each of the best
+        sentences (`qa.evidence.rerank`), when the model can score replies and the best sentence
+        doesn't lead by more than DECISIVE_LEAD."""
+        if not isinstance(self.generator, Likelihoods) or len(ranked) < 2:
+            return ranked
+        if ranked[0].score - ranked[1].score > DECISIVE_LEAD:
+            return ranked
+        head = ranked[:RERANK_DEPTH]
+        likelihoods = self.generator.reply_likelihoods(
+            [question_messages(e.text, language) for e in head], sanitize(question))
+        return rerank(ranked, likelihoods)
 
     def _quote(self, evidence: Sequence[Evidence], language: Language,
                parts: list[str]) -> Generator_[str, None, list[Citation]]:

@@ -74,6 +74,22 @@ def build_messages(question: str, language: Language, passages: list[Passage]) -
     ]
 
 
+_ASK = "Passage: {text}\nPlease write a question in {language} based on this passage."
+
+
+def question_messages(text: str, language: Language) -> list[dict[str, str]]:
+    """Messages asking for a question in `language` that `text` (a document sentence) answers:
+    the model's likelihood of the user's actual question as the reply measures how well the
+    sentence answers it (query likelihood; qa.evidence.rerank). The instruction is English
+    for both languages, as in Sachan et al. (2022), "Improving Passage Retrieval with Zero-Shot
+    Question Generation".
+
+    >>> question_messages("Qwen compte 100 000 modèles.", "fr")[0]["content"]
+    'Passage: Qwen compte 100 000 modèles.\\nPlease write a question in French based on this passage.'
+    """
+    return [{"role": "user", "content": _ASK.format(text=sanitize(text), language=LANGUAGE_NAMES["en"][language])}]
+
+
 # Bump when translation_messages changes what it asks: remembered translations are kept per version.
 TRANSLATION_PROMPT_VERSION = 2
 LANGUAGE_NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}

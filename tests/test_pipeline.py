@@ -168,6 +168,43 @@ def test_extractive_answer_quotes_the_best_sentence_and_cites_its_passage(settin
                               citation.quote_end - passage.chunk.start] == citation.quote
 
 
+class ScoringGenerator(FakeGenerator):
+    """Scores replies too: the likelihood of `favourite`-th conversation's reply is highest."""
+
+    def __init__(self, reply: str, favourite: int) -> None:
+        super().__init__(reply=reply)
+        self.favourite = favourite
+        self.scored: list[tuple[list[str], str]] = []
+
+    def reply_likelihoods(self, conversations, reply: str) -> list[float]:
+        self.scored.append(([c[-1]["content"] for c in conversations], reply))
+        return [-1.0 if i == self.favourite else -4.0 for i in range(len(conversations))]
+
+
+def test_the_quoted_sentence_is_the_one_the_model_finds_likeliest_to_answer(settings, model_always_drafts,
+                                                                             monkeypatch):
+    monkeypatch.setattr(qa.pipeline, "DECISIVE_LEAD", float("inf"))  # the fake embedder's leads are large
+    generator = ScoringGenerator(" Qwen compte 100 000 modèles [2].", favourite=1)
+    pipeline = Pipeline(settings.with_(answer_style="extractive"), embedder=FakeEmbedder(),
+                        generator=generator)
+    question = "Quels modèles dérivés ont été construits sur Qwen ?"  # no figure asked: any sentence may answer
+    _, answer = run(pipeline, question)
+    [(prompts, reply)] = generator.scored
+    assert reply == question and len(prompts) == qa.pipeline.RERANK_DEPTH
+    assert all("Please write a question in French" in p for p in prompts)
+    quoted = [c.quote for c in answer.citations]
+    assert quoted and quoted[0] in prompts[1] and not any(q in prompts[0] for q in quoted)
+
+    generator.favourite = 0  # the best-scored sentence is also the likeliest: the same answer as without
+    _, unchanged = run(pipeline, question)
+    assert "100 000 modèles dérivés" in unchanged.citations[0].quote
+
+    monkeypatch.setattr(qa.pipeline, "DECISIVE_LEAD", 0.0)  # any lead decides: the model isn't asked
+    generator.favourite, generator.scored = 1, []
+    _, decided = run(pipeline, question)
+    assert not generator.scored and "100 000 modèles dérivés" in decided.citations[0].quote
+
+
 @pytest.mark.parametrize("style", ["extractive", "generative"])
 @pytest.mark.parametrize("question,language", [("Tell me a joke", "en"),
                                                ("Quelle est la meilleure recette de ratatouille ?", "fr")])
