@@ -155,7 +155,7 @@ def strong(evidence: Sequence[Evidence]) -> bool:
 
 
 def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Evidence],
-               declined: bool = False) -> bool:
+               declined: bool = False, confident: bool | None = None) -> bool:
     """The extractive style's decision: do the evidence sentences answer the question?
 
     No when there is no evidence, or when the question asks for a figure and the evidence holds
@@ -163,6 +163,8 @@ def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Eviden
     the 0.5B model's draft often restates a "why" question though the passage holds the answer,
     and its verdict was wrong more often than right there). Otherwise the model's draft decides:
     no when it failed verification (`draft_unsupported`) or `declined` ("the sources don't say").
+    `confident`: whether the evidence is strong, when judged before the sentences were reranked
+    (default: `strong(evidence)`).
     """
     if not evidence:
         return False
@@ -170,7 +172,7 @@ def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Eviden
         asked = figures(question)
         if not any(figures(e.text) - asked for e in evidence):
             return False
-    return strong(evidence) or not (draft_unsupported or declined)
+    return (strong(evidence) if confident is None else confident) or not (draft_unsupported or declined)
 
 
 def kept_names(source: str, translation: str) -> bool:
@@ -457,16 +459,20 @@ class Pipeline:
             text, citations, abstained = OFF_TOPIC[language], [], True
             yield from shown(iter([text]))
         elif extractive:
+            # Strength is judged on the scorer's own ranking, which its threshold was set on: the
+            # rerank chooses what to quote (a likelier sentence may score lower), not whether.
+            confident = strong(select(ranked))
             evidence = select(self._reranked(question, language, ranked))
             unsupported = False
-            if not strong(evidence):  # only then can the model's checked draft change the decision
+            if not confident:  # only then can the model's checked draft change the decision
                 # The draft is never shown: it is prompted in the best sentence's language, where
                 # the 0.5B model extracts content instead of restating an English question (README).
                 frame = ranked[0].language
                 budget = min(self.settings.max_new_tokens, HIDDEN_DRAFT_TOKENS)
                 draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame, budget)]).strip()
                 _, _, unsupported = self.verify(question, frame, draft, passages, embed_passages)
-            abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft))
+            abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft),
+                                       confident=confident)
             if abstained:
                 text, citations = ABSTENTION[language], []
                 yield from shown(iter([text]))

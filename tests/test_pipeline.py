@@ -330,6 +330,15 @@ def test_answerable(question, draft_abstained, sentence, score, expected):
     assert answerable(question, draft_abstained, [evidence(sentence, score)]) is expected
 
 
+def test_strength_judged_before_the_rerank_decides_over_the_quoted_sentences_own():
+    weak, strong_ = evidence("Alibaba a créé Qwen.", 0.3), evidence("Alibaba a créé Qwen.", STRONG_EVIDENCE)
+    assert answerable("Qui a créé Qwen ?", True, [weak], confident=True) is True
+    assert answerable("Qui a créé Qwen ?", True, [strong_], confident=False) is False
+    # the figure check still reads the quoted sentences
+    assert answerable("Combien de modèles Qwen 3 compte-t-il ?", False,
+                      [evidence("Qwen 3 est un modèle.", 2.0)], confident=True) is False
+
+
 def test_no_evidence_or_a_model_that_declines_is_not_answerable():
     assert answerable("Qui a créé Qwen ?", False, []) is False
     assert answerable("Qui a créé Qwen ?", False, [evidence("Alibaba a créé Qwen.", 0.3)], declined=True) is False
