@@ -20,8 +20,8 @@ evidence 0.83 / 0.83 of the time (fr / en) instead of 0.79 / 0.77.
 
 The scores know words, not what a question asks: the language model then rescores the best
 three sentences by how likely it finds the question given each (`rerank`: query likelihood, as
-in Sachan et al. 2022), which found the answering sentence more often on XQuAD above all (best
-sentence holds the gold answer 118 -> 126 of 150).
+in Sachan et al. 2022). On 300 PIAF / XQuAD questions that no weight here was chosen on, the
+best sentence then holds the gold answer 148 / 244 times instead of 140 / 238 (README).
 
 Across languages the stems still count: cognates ("restrictions", "talents", "modèles" ->
 "model") are real matches, chance ones ("telles" -> "tell") are not. Counting words only for
