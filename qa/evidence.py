@@ -168,18 +168,22 @@ def rerank(ranked: Sequence[Evidence], likelihoods: Sequence[float],
     """`ranked` re-sorted after its first len(`likelihoods`) sentences lose `weight` times how
     far their likelihood falls below the best one's (the model's mean log-probability of the
     question given the sentence: `qa.generation.Likelihoods`). The likeliest keeps its score, so
-    the evidence thresholds keep their meaning; sentences past those scored are unchanged.
+    the evidence thresholds keep their meaning; the sentences past those the model read lose as
+    much as the least likely one it read, so none of them overtakes a sentence it read.
 
     >>> from qa.types import Chunk, Passage
-    >>> p = Passage(1, Chunk("d#0", "d", "d.txt", 0, 8, "A. B. C.", "en"), 1.0, 1.0)
-    >>> found = rerank([Evidence(p, 0, 2, 0.9), Evidence(p, 3, 5, 0.8), Evidence(p, 6, 8, 0.7)], [-3.0, -2.0])
-    >>> [(e.text, round(e.score, 2)) for e in found]
-    [('B.', 0.8), ('C.', 0.7), ('A.', 0.4)]
+    >>> p = Passage(1, Chunk("d#0", "d", "d.txt", 0, 11, "A. B. C. D.", "en"), 1.0, 1.0)
+    >>> ranked = [Evidence(p, 0, 2, 0.9), Evidence(p, 3, 5, 0.8), Evidence(p, 6, 8, 0.7), Evidence(p, 9, 11, 0.6)]
+    >>> [(e.text, round(e.score, 2)) for e in rerank(ranked, [-3.0, -2.0, -2.2])]
+    [('B.', 0.8), ('C.', 0.6), ('A.', 0.4), ('D.', 0.1)]
     """
     best = max(likelihoods, default=0.0)
-    rescored = [replace(e, score=e.score - weight * (best - likelihood))
-                for e, likelihood in zip(ranked[:len(likelihoods)], likelihoods, strict=True)]
-    return sorted([*rescored, *ranked[len(rescored):]], key=lambda e: -e.score)
+    losses = [weight * (best - likelihood) for likelihood in likelihoods]
+    rest = max(losses, default=0.0)
+    rescored = [replace(e, score=e.score - loss)
+                for e, loss in zip(ranked[:len(losses)], losses, strict=True)]
+    unread = [replace(e, score=e.score - rest) for e in ranked[len(losses):]]
+    return sorted([*rescored, *unread], key=lambda e: -e.score)
 
 
 def question_parts(question: str, language: Language) -> list[str]:
