@@ -31,10 +31,26 @@ from qa.evaluation import RetrievalCase, jsonable, retrieval_baselines
 from qa.index import build_index
 from qa.pipeline import Pipeline, TranslationMemory
 from qa.settings import Settings
-from qa.squad import own_passage_hit, read_squad
+from qa.squad import SquadQuestion, SquadSet, own_passage_hit, read_squad
+from qa.types import Document
 
 PIAF = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "piaf" / "piaf-v1.0.json"
 SHOWN = ("recall@1", "recall@5", "mrr")
+
+
+def sample_paragraphs(squad: SquadSet, paragraphs: int, per_paragraph: int,
+                      seed: int) -> tuple[list[Document], list[SquadQuestion]]:
+    """`paragraphs` answerable paragraphs of the set and `per_paragraph` of their questions each,
+    drawn with `random.Random(seed)` (bench/retrieval.py reads the same ones)."""
+    rng = random.Random(seed)
+    by_paragraph: dict[str, list[SquadQuestion]] = {}
+    for q in squad.questions:
+        if not q.impossible:
+            by_paragraph.setdefault(q.doc_id, []).append(q)
+    chosen = rng.sample([d for d in squad.documents if d.doc_id in by_paragraph], paragraphs)
+    questions = [q for d in chosen for q in
+                 rng.sample(by_paragraph[d.doc_id], min(per_paragraph, len(by_paragraph[d.doc_id])))]
+    return chosen, questions
 
 
 def main() -> None:
@@ -49,14 +65,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     squad = read_squad(args.squad_file)
-    rng = random.Random(args.seed)
-    by_paragraph: dict[str, list] = {}
-    for q in squad.questions:
-        if not q.impossible:
-            by_paragraph.setdefault(q.doc_id, []).append(q)
-    paragraphs = rng.sample([d for d in squad.documents if d.doc_id in by_paragraph], args.paragraphs)
-    questions = [q for d in paragraphs for q in
-                 rng.sample(by_paragraph[d.doc_id], min(args.per_paragraph, len(by_paragraph[d.doc_id])))]
+    paragraphs, questions = sample_paragraphs(squad, args.paragraphs, args.per_paragraph, args.seed)
 
     embedder = make_embedder(settings.embedder, threads=settings.threads)
     chunks = chunk_documents(list(paragraphs), settings.chunk_size, settings.chunk_overlap)

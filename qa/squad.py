@@ -19,6 +19,7 @@ measured on the impossible questions, false abstention on the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -149,6 +150,28 @@ def sample_questions(questions: Sequence[SquadQuestion], limit: int | None,
         return list(questions)
     positions = sorted(random.Random(seed).sample(range(len(questions)), limit))
     return [questions[i] for i in positions]
+
+
+PARTS = ("tuning", "held-out")
+
+
+def question_part(doc_id: str, seed: int = 0) -> str:
+    """The part of a set a paragraph's questions belong to: "tuning" (weights and thresholds are
+    chosen there) or "held-out" (only reported). Decided by a hash of the paragraph, so every
+    question of a paragraph lands in the same part and a part doesn't move when the file grows.
+
+    >>> question_part("piaf#0"), question_part("piaf#1"), question_part("piaf#1", seed=1)
+    ('tuning', 'held-out', 'tuning')
+    """
+    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()
+    return PARTS[digest[0] & 1]
+
+
+def split_questions(questions: Sequence[SquadQuestion], part: str, seed: int = 0) -> list[SquadQuestion]:
+    """The questions of one part (`question_part`), in file order."""
+    if part not in PARTS:
+        raise InputError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    return [q for q in questions if question_part(q.doc_id, seed) == part]
 
 
 def default_bench_dir(settings: Settings, name: str) -> Path:

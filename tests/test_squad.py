@@ -253,3 +253,13 @@ def test_evaluate_takes_any_json_file_for_squad_and_says_what_is_missing(tmp_pat
     path.write_text('{"id": "x", "question": "?"}')
     with pytest.raises(InputError, match='not a SQuAD-format file .*JSONL test set'):
         evaluate(path, tmp_path / "out", settings_in(tmp_path), progress=False)
+
+
+def test_tuning_and_held_out_parts_split_by_paragraph(squad_file: Path) -> None:
+    data = squad.read_squad(squad_file)
+    tuning = squad.split_questions(data.questions, "tuning")
+    held_out = squad.split_questions(data.questions, "held-out")
+    assert sorted(q.id for q in tuning + held_out) == sorted(q.id for q in data.questions)
+    assert not {q.doc_id for q in tuning} & {q.doc_id for q in held_out}
+    with pytest.raises(InputError, match="part must be one of"):
+        squad.split_questions(data.questions, "test")
