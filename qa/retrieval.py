@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import islice
 from typing import Protocol
 
 import numpy as np
@@ -151,6 +152,10 @@ class Retriever:
     # dense ranking still brings what BM25 can't match: paraphrases, and foreign passages not
     # translated yet.)
     lexical_weight: float = 4.0
+    # Each ranking hands at most this many passages to the fusion: further down, a ranking adds
+    # less than 1/1060 to a passage's score, and fusing 100,000 in Python would cost more than the
+    # search (docs/retrieval.md). Corpora up to this size are ranked exactly as before.
+    candidates: int = 1000
     mode: str = "hybrid"  # "hybrid", "dense" or "bm25": the last two are baselines for evaluation
     translations: Translations | None = None  # read foreign passages through them (module doc)
     min_coverage: float = 0.95  # ... once this share of their sentences is translated
@@ -186,7 +191,8 @@ class Retriever:
                 names = _scores(self._bm25, tokenize(" ".join(anchors(question)), language), len(self.chunks))
                 foreign = np.array([c.language != language for c in self.chunks])
                 scores = np.where(foreign, names, scores)
-        return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
+        order = np.argsort(-scores, kind="stable")
+        return order[scores[order] > 0].tolist()
 
     def readable(self, language: Language) -> np.ndarray:
         """Per passage: can BM25 read it in `language` (its own, or translated in part)?"""
@@ -232,23 +238,30 @@ class Retriever:
         return _View(known, _bm25([tokenize(t, language) for t in texts]), np.array(readable, dtype=bool))
 
     def retrieve(self, question: str, language: Language, top_k: int) -> list[Passage]:
-        dense = self.dense_scores(question)
-        dense_rank = [int(i) for i in np.argsort(-dense, kind="stable")]
-        lexical_rank = self.lexical_ranking(question, language)
+        query = self.embedder.embed_batch([question], "query")[0]
+        depth = max(self.candidates, top_k)
+        found = self.index.search(query, min(depth, len(self.chunks)))
+        cosine = dict(found)
+        dense_rank = [i for i, _ in found]
+        lexical_rank = self.lexical_ranking(question, language)[:depth]
         if self.mode == "dense":
-            order = {i: float(dense[i]) for i in dense_rank}
+            order = {i: cosine[i] for i in dense_rank}
         elif self.mode == "bm25":  # passages without a shared word follow in corpus order
             matched = set(lexical_rank)
-            rest = [i for i in range(len(self.chunks)) if i not in matched]
-            order = {i: 1.0 / (RRF_K + r) for r, i in enumerate(lexical_rank + rest, start=1)}
+            rest = islice((i for i in range(len(self.chunks)) if i not in matched), top_k)
+            order = {i: 1.0 / (RRF_K + r) for r, i in enumerate([*lexical_rank, *rest], start=1)}
         else:
             readable = self.readable(language)
             weights = [self.lexical_weight * (1.0 if readable[i] else self.cross_lingual_weight)
                        for i in lexical_rank]
             order = rrf_fuse([(dense_rank, 1.0), (lexical_rank, weights)])
-        best = sorted(order, key=lambda i: (-order[i], -dense[i]))[:top_k]
-        return [Passage(n, self.chunks[i], order[i], float(dense[i]))
+        best = sorted(order, key=lambda i: (-order[i], -cosine.get(i, -1.0)))[:top_k]
+        return [Passage(n, self.chunks[i], order[i], cosine[i] if i in cosine else self._cosine(query, i))
                 for n, i in enumerate(best, start=1)]
+
+    def _cosine(self, query: np.ndarray, position: int) -> float:
+        """The cosine of a passage beyond the dense candidates (found by BM25 alone)."""
+        return float(query @ self.index.vectors.reconstruct(position))
 
 
 def _bm25(corpus: list[list[str]]):

@@ -119,3 +119,14 @@ def test_every_mode_returns_numbered_passages_best_first(retriever, mode):
     passages = retriever.retrieve("Qwen models", "en", top_k=2)
     assert [p.n for p in passages] == [1, 2]
     assert passages[0].score >= passages[1].score
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_fewer_candidates_than_passages_keep_the_best_and_true_cosines(retriever, mode):
+    question = "Combien de modèles dérivés compte la famille Qwen ?"
+    exact = Retriever(retriever.index, retriever.embedder, mode=mode)
+    shallow = Retriever(retriever.index, retriever.embedder, mode=mode, candidates=1)
+    got = shallow.retrieve(question, "fr", top_k=2)  # 2 of the 3 passages from each ranking
+    assert got[0].chunk == exact.retrieve(question, "fr", top_k=2)[0].chunk
+    cosines = exact.dense_scores(question)  # a passage beyond the dense candidates keeps its own
+    assert [p.dense_score for p in got] == pytest.approx([cosines[exact.chunks.index(p.chunk)] for p in got])
