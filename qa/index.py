@@ -7,7 +7,9 @@ Layout of `index_dir`:
 
 A build is written completely in its own folder before CURRENT is switched to it, so a crash
 mid-build leaves the previous index in use. Cosine similarity is an inner product over
-L2-normalised vectors (`IndexFlatIP`).
+L2-normalised vectors: searched exactly (`IndexFlatIP`) up to `APPROXIMATE_FROM` passages, past
+that through an HNSW graph (`IndexHNSWFlat`), whose recall@10 against exact search is measured
+in docs/retrieval.md.
 """
 
 from __future__ import annotations
@@ -72,11 +74,39 @@ class Index:
         k = min(k, len(self.chunks))
         if k <= 0:
             return []
-        scores, ids = self.vectors.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        if hasattr(self.vectors, "hnsw"):  # the graph search keeps at least k candidates
+            import faiss
+
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+            scores, ids = self.vectors.search(query, k, params=params)
+        else:
+            scores, ids = self.vectors.search(query, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
 EMBED_BATCH = 16
+# Exact search while it is fast enough; an approximate graph past this size (docs/retrieval.md).
+APPROXIMATE_FROM = 300_000
+HNSW_M = 32  # links per vector: about 260 bytes per passage on top of the vector itself
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128  # candidates kept while searching; raised to k when more are asked for
+
+
+def vector_store(vectors: np.ndarray, approximate_from: int = APPROXIMATE_FROM):
+    """A FAISS store holding `vectors` (inner product = cosine): exact below `approximate_from`
+    vectors, HNSW from there on."""
+    import faiss
+
+    dimension = vectors.shape[1]
+    if len(vectors) < approximate_from:
+        store = faiss.IndexFlatIP(dimension)
+    else:
+        store = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        store.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        store.hnsw.efSearch = HNSW_EF_SEARCH
+    store.add(vectors)
+    return store
 
 
 def embed_passages(texts: Sequence[str], embedder: Embedder,
@@ -121,7 +151,6 @@ def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
 def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,
                 corpus_hash: str, sources: list[str], files_stamp: str = "",
                 progress: bool = False) -> Index:
-    import faiss
     from tqdm import tqdm
 
     if not chunks:
@@ -132,8 +161,7 @@ def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chu
               disable=not progress or len(chunks) <= EMBED_BATCH) as bar:
         vectors = embed_passages([c.text for c in chunks], embedder,
                                  lambda done, total: bar.update(done - bar.n))
-    store = faiss.IndexFlatIP(vectors.shape[1])
-    store.add(vectors)
+    store = vector_store(vectors)
     manifest = Manifest(FORMAT_VERSION, embedder.name, int(vectors.shape[1]), chunk_size,
                         chunk_overlap, corpus_hash, tuple(sources), len(chunks),
                         time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp)

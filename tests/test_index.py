@@ -185,3 +185,36 @@ def test_manifest_records_what_the_issue_names(settings, embedder):
     manifest = json.loads((build / "manifest.json").read_text())
     for key in ("format_version", "embedder", "dimension", "chunk_size", "chunk_overlap", "corpus_hash"):
         assert key in manifest
+
+
+def clustered_unit_vectors(n: int, dimension: int = 48, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors around a few centres, like embeddings of passages on a few subjects."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dimension))
+    vectors = centres[rng.integers(0, clusters, n)] + 0.6 * rng.normal(size=(n, dimension))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_approximate_index_finds_what_exact_search_finds():
+    vectors = clustered_unit_vectors(3000)
+    queries = clustered_unit_vectors(100, seed=1)
+    exact = index_module.vector_store(vectors)
+    approximate = index_module.vector_store(vectors, approximate_from=1000)
+    assert not hasattr(exact, "hnsw") and hasattr(approximate, "hnsw")
+    chunks = tuple(range(len(vectors)))  # only counted by Index.search
+    truth = [{i for i, _ in index_module.Index(None, chunks, exact).search(q, 10)} for q in queries]
+    found = [{i for i, _ in index_module.Index(None, chunks, approximate).search(q, 10)} for q in queries]
+    recall = np.mean([len(f & t) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.98
+    # asked for more than it keeps while searching, it still returns as many
+    assert len(index_module.Index(None, chunks, approximate).search(queries[0], 500)) == 500
+
+
+def test_an_approximate_index_is_saved_and_loaded(settings, embedder, monkeypatch):
+    monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 1)
+    monkeypatch.setattr(index_module.vector_store, "__defaults__", (1,))
+    built = index_sources([BUNDLED], embedder, settings)
+    loaded = load_index(settings.index_dir)
+    assert hasattr(loaded.vectors, "hnsw") and loaded.vectors.ntotal == len(built.chunks)
+    query = embedder.embed_batch([built.chunks[3].text], "query")[0]
+    assert loaded.search(query, 1)[0][0] == 3
