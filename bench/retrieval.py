@@ -1,0 +1,517 @@
+"""Retrieval benchmarks: quality per embedder and fusion weight, and speed and memory at scale.
+
+    .venv/bin/python bench/retrieval.py quality [--embedders use-multilingual multilingual-e5-small]
+        [--per-part 300] [--seed 0] [--json OUT]
+    .venv/bin/python bench/retrieval.py scale [--sizes 1000 10000] [--json OUT]
+
+`quality`: for each embedder, every question's dense and BM25 rankings are computed once, then
+fused by weighted reciprocal rank with each BM25 weight of `WEIGHTS` (0 = dense only, inf = BM25
+only). Sets: the project's test set (bundled article; with no translation remembered, and with
+this machine's memory as `qa translate` leaves it), the public sets in ../shared/bench-data (each
+split by paragraph into a tuning and a held-out part, `qa.squad.question_part`; `--per-part`
+answerable questions sampled from each), and PIAF paragraphs asked in English (the questions and
+passages translated by bench/cross_language.py, read from its --work folder; skipped until it has
+run). The weight is chosen on the tuning parts only: the one whose fused MRR falls least below
+the better component's, on the worst set. Prints recall@1 / recall@5 / MRR per set, part and mode.
+
+`scale`: index build throughput (chunking + embedding + FAISS) on the public sets' contexts
+repeated to size, exact (flat) vs approximate (HNSW) search latency and recall@10 against flat,
+and memory per passage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from qa.evaluation import RANKING_DEPTH, QueryCache, jsonable, load_testset, retrieval_summary, testset_cases
+from qa.retrieval import RRF_K, Retriever
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DATA = ROOT.parent / "shared" / "bench-data"
+PUBLIC = {"piaf": BENCH_DATA / "piaf" / "piaf-v1.0.json",
+          "xquad": BENCH_DATA / "xquad" / "xquad.en.json",
+          "squad2": BENCH_DATA / "squad2" / "dev-v2.0.json"}
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, math.inf)
+SHOWN = ("recall@1", "recall@5", "mrr")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One question's component rankings, to be fused with any weight."""
+
+    dense: np.ndarray  # cosine per passage
+    dense_pos: np.ndarray  # 0-based rank of each passage in the dense ranking
+    lexical: np.ndarray  # passages matching BM25, best first
+    factor: np.ndarray  # per entry of `lexical`: 1, or the cross-lingual weight (names only)
+    hits: np.ndarray  # per passage: does it answer the question?
+
+
+def collect(retriever: Retriever, cases, languages) -> list[Ranked]:
+    out = []
+    for case, language in zip(cases, languages, strict=True):
+        dense = retriever.dense_scores(case.question)
+        order = np.argsort(-dense, kind="stable")
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = np.arange(len(order))
+        lexical = np.array(retriever.lexical_ranking(case.question, language), dtype=np.int64)
+        readable = retriever.readable(language)
+        factor = np.where(readable[lexical], 1.0, retriever.cross_lingual_weight) if len(lexical) else np.zeros(0)
+        hits = np.array([case.is_hit(c) for c in retriever.chunks], dtype=bool)
+        out.append(Ranked(dense, pos, lexical, factor, hits))
+    return out
+
+
+def fused_flags(r: Ranked, weight: float) -> tuple[bool, ...]:
+    """Hit flags of the first RANKING_DEPTH passages, fused as `Retriever.retrieve` does."""
+    n = len(r.dense)
+    if weight == 0:
+        top = np.argsort(-r.dense, kind="stable")[:RANKING_DEPTH]
+    elif math.isinf(weight):  # passages without a shared word follow in corpus order
+        rest = np.setdiff1d(np.arange(n), r.lexical)
+        top = np.concatenate([r.lexical, rest])[:RANKING_DEPTH]
+    else:
+        score = 1.0 / (RRF_K + 1 + r.dense_pos)
+        score[r.lexical] += weight * r.factor / (RRF_K + 1 + np.arange(len(r.lexical)))
+        top = np.lexsort((-r.dense, -score))[:RANKING_DEPTH]
+    return tuple(bool(r.hits[i]) for i in top)
+
+
+def summaries(ranked: list[Ranked]) -> dict[str, dict[str, float]]:
+    return {label(w): retrieval_summary([fused_flags(r, w) for r in ranked]) for w in WEIGHTS}
+
+
+def label(weight: float) -> str:
+    return "dense" if weight == 0 else "bm25" if math.isinf(weight) else f"fused w={weight:g}"
+
+
+def choose_weight(sets: dict[str, dict[str, dict[str, dict[str, float]]]]) -> float:
+    """The BM25 weight whose fused MRR falls least below the better component's on the worst of
+    the public sets' tuning parts and the project's test set (ties: the higher mean MRR). The
+    test set has no held-out part: it counts because the app must not lose on its own article
+    (fusion lost to BM25 there, in French, at every weight below 3 with either embedder)."""
+    chosen = [parts.get("tuning", parts.get("all")) for parts in sets.values()]
+    chosen = [modes for modes in chosen if modes is not None]
+
+    def key(w: float) -> tuple[float, float]:
+        margins = [m[label(w)]["mrr"] - max(m["dense"]["mrr"], m["bm25"]["mrr"]) for m in chosen]
+        return (min(margins), float(np.mean([m[label(w)]["mrr"] for m in chosen])))
+
+    return max((w for w in WEIGHTS if 0 < w < math.inf), key=key)
+
+
+def quality(args: argparse.Namespace) -> dict:
+    from qa.chunking import chunk_documents
+    from qa.embedding import make_embedder
+    from qa.index import build_index
+    from qa.loading import BUNDLED, load_documents
+    from qa.pipeline import TranslationMemory, build_from_sources, translation_memory_path
+    from qa.settings import Settings
+    from qa.squad import (
+        PARTS,
+        open_bench_index,
+        own_passage_hit,
+        read_squad,
+        retrieval_cases,
+        sample_questions,
+        split_questions,
+    )
+
+    report: dict = {"per_part": args.per_part, "seed": args.seed, "weights": [label(w) for w in WEIGHTS],
+                    "embedders": {}}
+    squads = {name: read_squad(path) for name, path in PUBLIC.items() if path.is_file()}
+    for name in args.embedders:
+        settings = Settings.from_env(embedder=name)
+        embedder = make_embedder(name, threads=settings.threads)
+        sets: dict[str, dict] = {}
+
+        # the project's test set, all 64 answerable questions, by language
+        index = build_from_sources([BUNDLED], embedder, settings)
+        corpus = [d.text for d in load_documents([BUNDLED])]
+        items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", corpus)
+        cases = testset_cases(items)
+        memory = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
+        for memo_name, memo in (("none", None), ("prepared", memory if len(memory) else None)):
+            if memo_name == "prepared" and memo is None:
+                continue
+            queries = QueryCache(embedder, [c.question for c in cases])
+            retriever = Retriever(index, queries, translations=memo)
+            for lang in ("fr", "en"):
+                chosen = [c for c in cases if c.group == lang]
+                ranked = collect(retriever, chosen, [lang] * len(chosen))
+                sets[f"testset {lang}, translations {memo_name}"] = {"all": (ranked, len(index.chunks))}
+
+        # public sets: tuning and held-out parts
+        for set_name, squad in squads.items():
+            bench_index = open_bench_index(squad, embedder, settings,
+                                           ROOT / "index-bench" / embedder.name / squad.name, progress=True)
+            parts = {}
+            for part in PARTS:
+                questions = sample_questions([q for q in split_questions(squad.questions, part, args.seed)
+                                              if not q.impossible], args.per_part, args.seed)
+                part_cases = retrieval_cases(questions)
+                retriever = Retriever(bench_index, QueryCache(embedder, [c.question for c in part_cases]))
+                languages = [q.language for q in questions]
+                parts[part] = (collect(retriever, part_cases, languages), len(bench_index.chunks))
+            sets[set_name] = parts
+
+        # across languages: PIAF paragraphs asked in English (bench/cross_language.py's sample)
+        work = Path(args.cross_work)
+        if (work / "questions.json").is_file() and "piaf" in squads:
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from cross_language import sample_paragraphs
+
+            from qa.evaluation import RetrievalCase
+
+            paragraphs, questions = sample_paragraphs(squads["piaf"], 60, 2, 1)
+            asked = TranslationMemory(work / "questions.json")
+            passages = TranslationMemory(work / "passages.json")
+            english = [asked.get(q.question, "en") for q in questions]
+            kept = [(q, t) for q, t in zip(questions, english, strict=True) if t]
+            chunks = chunk_documents(list(paragraphs), settings.chunk_size, settings.chunk_overlap)
+            cross_index = build_index(chunks, embedder, chunk_size=settings.chunk_size,
+                                      chunk_overlap=settings.chunk_overlap, corpus_hash="cross", sources=[])
+            cross_cases = [RetrievalCase(t, partial(own_passage_hit, q), language="en") for q, t in kept]
+            for memo_name, memo in (("none", None), ("translated", passages)):
+                retriever = Retriever(cross_index, QueryCache(embedder, [c.question for c in cross_cases]),
+                                      translations=memo)
+                ranked = collect(retriever, cross_cases, ["en"] * len(cross_cases))
+                sets[f"piaf asked in english, translations {memo_name}"] = {"all": (ranked, len(chunks))}
+
+        results = {s: {p: {"passages": n, "modes": summaries(r)} for p, (r, n) in parts.items()}
+                   for s, parts in sets.items()}
+        weight = choose_weight({s: {p: r["modes"] for p, r in parts.items() if p != "held-out"}
+                                for s, parts in results.items() if "translations translated" not in s})
+        report["embedders"][embedder.name] = {"chosen_weight": weight, "sets": results}
+    return report
+
+
+def print_quality(report: dict) -> None:
+    for embedder, data in report["embedders"].items():
+        w = data["chosen_weight"]
+        print(f"\n## {embedder}: BM25 weight chosen on the tuning parts = {w:g}"
+              f"  (cells: {' / '.join(SHOWN)}; questions)")
+        print(f"| set | part | passages | questions | dense | bm25 | fused w={w:g} |")
+        print("|---|---|---|---|---|---|---|")
+        for set_name, parts in data["sets"].items():
+            for part, r in parts.items():
+                modes = r["modes"]
+                cells = [" / ".join(f"{modes[m][k]:.3f}" for k in SHOWN) for m in ("dense", "bm25", label(w))]
+                print(f"| {set_name} | {part} | {r['passages']} | {modes['dense']['questions']} | "
+                      + " | ".join(cells) + " |")
+        print(f"\nMRR by BM25 weight ({embedder}):")
+        print("| set | part | " + " | ".join(report["weights"]) + " |")
+        print("|---|---|" + "---|" * len(report["weights"]))
+        for set_name, parts in data["sets"].items():
+            for part, r in parts.items():
+                print(f"| {set_name} | {part} | "
+                      + " | ".join(f"{r['modes'][m]['mrr']:.3f}" for m in report["weights"]) + " |")
+
+
+def _passages_of_public_sets(settings) -> list:
+    from qa.chunking import chunk_document
+    from qa.squad import read_squad
+
+    return [c for path in PUBLIC.values() if path.is_file() for doc in read_squad(path).documents
+            for c in chunk_document(doc, settings.chunk_size, settings.chunk_overlap)]
+
+
+def _questions_of_public_sets(limit: int) -> list[str]:
+    from qa.squad import read_squad, sample_questions
+
+    questions = [q for path in PUBLIC.values() if path.is_file() for q in read_squad(path).questions]
+    return [q.question for q in sample_questions(questions, limit, seed=0)]
+
+
+def _grow(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` unit vectors: the real ones, then noisy copies of them (cosine about 0.95 to their
+    source), so the set keeps the real vectors' clusters instead of uniform noise's."""
+    rng = np.random.default_rng(seed)
+    out = [vectors[: min(size, len(vectors))]]
+    have = len(out[0])
+    while have < size:
+        take = vectors[rng.integers(0, len(vectors), min(size - have, len(vectors)))]
+        noisy = take + rng.normal(0, 0.3 / np.sqrt(vectors.shape[1]), take.shape).astype(np.float32)
+        out.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+        have += len(take)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def scale(args: argparse.Namespace) -> dict:
+    import faiss
+
+    from qa.embedding import make_embedder
+    from qa.index import Index, Manifest, embed_passages, load_index
+    from qa.settings import Settings
+
+    settings = Settings.from_env(embedder=args.embedder)
+    chunks = _passages_of_public_sets(settings)  # to time embedding on real text
+    report: dict = {"embedder": args.embedder, "real_passages": len(chunks),
+                    "mean_passage_chars": float(np.mean([len(c.text) for c in chunks]))}
+
+    # 1. build throughput: chunking and embedding real passages, on 1 and 2 threads
+    sample = chunks[:: max(1, len(chunks) // args.embed_sample)][: args.embed_sample]
+    throughput = {}
+    for threads in sorted({1, settings.threads}):
+        embedder = make_embedder(args.embedder, threads=threads)
+        embedder.embed_batch(["warm up"], "passage")
+        start = time.perf_counter()
+        embed_passages([c.text for c in sample], embedder)
+        throughput[threads] = len(sample) / (time.perf_counter() - start)
+    report["embed_passages_per_s"] = throughput
+    from qa.chunking import chunk_document
+    from qa.squad import read_squad
+
+    docs = [d for path in PUBLIC.values() if path.is_file() for d in read_squad(path).documents]
+    start = time.perf_counter()
+    n = sum(len(chunk_document(d, settings.chunk_size, settings.chunk_overlap)) for d in docs)
+    report["chunk_passages_per_s"] = n / (time.perf_counter() - start)
+
+    # 2. the public sets' passages and vectors, as `quality` indexed them, grown to each size
+    stores = [load_index(ROOT / "index-bench" / args.embedder / path.stem) for path in PUBLIC.values()]
+    chunks = [c for store in stores for c in store.chunks]
+    real = np.concatenate([store.vectors.reconstruct_n(0, store.vectors.ntotal) for store in stores])
+    embedder = make_embedder(args.embedder, threads=settings.threads)
+    questions = _questions_of_public_sets(args.queries)
+    queries = embedder.embed_batch(questions, "query")
+    query_ms = _median_ms(lambda: embedder.embed_batch([questions[0]], "query"), 30)
+    report["query_embed_ms"] = query_ms
+
+    rows = []
+    for size in args.sizes:
+        vectors = _grow(real, size)
+        row: dict = {"passages": size}
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        start = time.perf_counter()
+        flat.add(vectors)
+        row["flat_add_s"] = time.perf_counter() - start
+        row["flat_bytes_per_passage"] = len(faiss.serialize_index(flat)) / size
+        _, truth = flat.search(queries, 10)
+        row["flat_search_ms_k10"] = _median_ms(lambda f=flat: f.search(queries[:1], 10), 50)
+        row["flat_search_ms_all"] = _median_ms(lambda f=flat, k=size: f.search(queries[:1], k), 10)
+        hnsw = faiss.IndexHNSWFlat(vectors.shape[1], args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = args.ef_construction
+        start = time.perf_counter()
+        hnsw.add(vectors)
+        row["hnsw_add_s"] = time.perf_counter() - start
+        row["hnsw_bytes_per_passage"] = len(faiss.serialize_index(hnsw)) / size
+        row["hnsw"] = {}
+        for ef in (16, 32, 64, 128):
+            hnsw.hnsw.efSearch = ef
+            _, found = hnsw.search(queries, 10)
+            recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+            ms = _median_ms(lambda h=hnsw: h.search(queries[:1], 10), 50)
+            row["hnsw"][ef] = {"recall@10": recall, "search_ms": ms}
+
+        # the whole query path: embed + dense search + BM25 + fusion (Retriever.retrieve)
+        texts = [chunks[i % len(chunks)] for i in range(size)]
+        manifest = Manifest(0, args.embedder, vectors.shape[1], settings.chunk_size, settings.chunk_overlap,
+                            "", (), size, "")
+        rss = _rss_mb()
+        start = time.perf_counter()
+        retriever = Retriever(Index(manifest, tuple(texts), flat), embedder)
+        row["bm25_build_s"] = time.perf_counter() - start
+        row["bm25_rss_mb"] = _rss_mb() - rss
+        row["retrieve_ms"] = float(np.median([_median_ms(lambda q=q, r=retriever: r.retrieve(q, "en", 4), 1)
+                                              for q in questions[:20]]))
+        row["rss_mb"] = _rss_mb()
+        rows.append(row)
+        print(f"{size} passages done", flush=True)
+    report["sizes"] = rows
+    return report
+
+
+def print_scale(report: dict) -> None:
+    e = report["embed_passages_per_s"]
+    print(f"\n## {report['embedder']}: build throughput ({report['mean_passage_chars']:.0f}-character passages "
+          "on average)")
+    print("| threads | passages/s (embedding) |\n|---|---|")
+    for threads, rate in e.items():
+        print(f"| {threads} | {rate:.1f} |")
+    print(f"chunking: {report['chunk_passages_per_s']:.0f} passages/s; query embedding median "
+          f"{report['query_embed_ms']:.1f} ms")
+    best = max(e.values())
+    print("\n| passages | build (embedding, extrapolated) | flat add | HNSW add | flat bytes/passage | "
+          "HNSW bytes/passage | flat search k=10 | flat search k=all | BM25 build | "
+          "retrieve (embed + search + BM25 + fuse, median) | RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in report["sizes"]:
+        n = r["passages"]
+        print(f"| {n:,} | {n / best / 60:.0f} min | {r['flat_add_s'] * 1000:.0f} ms | {r['hnsw_add_s']:.1f} s | "
+              f"{r['flat_bytes_per_passage']:.0f} | {r['hnsw_bytes_per_passage']:.0f} | "
+              f"{r['flat_search_ms_k10']:.2f} ms | {r['flat_search_ms_all']:.1f} ms | {r['bm25_build_s']:.1f} s | "
+              f"{r['retrieve_ms']:.0f} ms | {r['rss_mb']:.0f} MB |")
+    print("\nHNSW (M=32) recall@10 against flat / search ms, by efSearch:")
+    efs = list(report["sizes"][0]["hnsw"])
+    print("| passages | " + " | ".join(f"ef={ef}" for ef in efs) + " |\n|---|" + "---|" * len(efs))
+    for r in report["sizes"]:
+        print(f"| {r['passages']:,} | " + " | ".join(
+            f"{r['hnsw'][ef]['recall@10']:.3f} / {r['hnsw'][ef]['search_ms']:.2f} ms" for ef in efs) + " |")
+
+
+OFF_TOPIC = (  # besides the test set's two (fr-011, en-037)
+    "Tell me a joke.", "Raconte-moi une blague.", "What is the capital of Australia?",
+    "Quel temps fera-t-il demain à Lyon ?", "How do I change a bicycle tyre?",
+    "Combien de pattes a une araignée ?", "Write a poem about the sea.",
+    "Qui a gagné la Coupe du monde de football en 2018 ?", "How long should I boil an egg?",
+    "Quelle est la recette des crêpes bretonnes ?", "What time is it in Tokyo?",
+    "Comment soigner un rhume ?",
+)
+OFF_TOPIC_IDS = ("fr-011", "en-037")
+
+
+def thresholds(args: argparse.Namespace) -> dict:
+    """The pipeline's cosine thresholds re-measured per embedder: the best evidence sentence's
+    cosine (`qa.evidence.rank_sentences`, over the top 4 passages) for on- and off-topic
+    questions, and a sentence's cosine with its remembered translation."""
+    from qa.embedding import make_embedder
+    from qa.evidence import rank_sentences
+    from qa.language import detect_language
+    from qa.loading import BUNDLED, load_documents
+    from qa.pipeline import TranslationMemory, build_from_sources, translation_memory_path
+    from qa.settings import Settings
+    from qa.squad import open_bench_index, read_squad, sample_questions, split_questions
+
+    report: dict = {}
+    for name in args.embedders:
+        settings = Settings.from_env(embedder=name)
+        embedder = make_embedder(name, threads=settings.threads)
+
+        def best_cosine(retriever: Retriever, question: str, language: str, embedder=embedder) -> float:
+            passages = retriever.retrieve(question, language, 4)
+            ranked = rank_sentences(question, language, passages,
+                                    lambda t: embedder.embed_batch(t, "query"),
+                                    lambda t: embedder.embed_batch(t, "passage"))
+            return max(e.cosine for e in ranked)
+
+        index = build_from_sources([BUNDLED], embedder, settings)
+        retriever = Retriever(index, embedder)
+        items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", [d.text for d in load_documents([BUNDLED])])
+        on_topic = [best_cosine(retriever, i.question, i.lang) for i in items if i.id not in OFF_TOPIC_IDS]
+        off = {i.question: best_cosine(retriever, i.question, i.lang) for i in items if i.id in OFF_TOPIC_IDS}
+        off.update({q: best_cosine(retriever, q, detect_language(q, default="fr")) for q in OFF_TOPIC})
+        public = {}
+        for set_name in ("piaf", "xquad"):
+            squad = read_squad(PUBLIC[set_name])
+            bench_index = open_bench_index(squad, embedder, settings,
+                                           ROOT / "index-bench" / embedder.name / squad.name, progress=False)
+            bench = Retriever(bench_index, embedder)
+            questions = sample_questions(split_questions(squad.questions, "tuning", args.seed), args.per_set, args.seed)
+            public[set_name] = [best_cosine(bench, q.question, q.language) for q in questions]
+        memory = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
+        pairs = []
+        for doc in load_documents([BUNDLED]):
+            from qa.chunking import chunk_document, sentence_spans
+
+            for chunk in chunk_document(doc, settings.chunk_size, settings.chunk_overlap):
+                for s, e in sentence_spans(chunk):
+                    sentence = chunk.text[s:e]
+                    translated = memory.get(sentence, "en")
+                    if translated:
+                        pairs.append((sentence, translated))
+        pairs = list(dict.fromkeys(pairs))
+        support, mismatched = [], []
+        for k, (source, translation) in enumerate(pairs):
+            vectors = embedder.embed_batch([source, translation, pairs[(k + 1) % len(pairs)][1]], "passage")
+            support.append(float(vectors[0] @ vectors[1]))
+            mismatched.append(float(vectors[0] @ vectors[2]))  # the next sentence's translation
+        report[embedder.name] = {
+            "testset_on_topic": on_topic, "off_topic": off, "public_answerable": public,
+            "translation_support": support, "translation_mismatched": mismatched,
+        }
+    return report
+
+
+def print_thresholds(report: dict) -> None:
+    def pct(values, q):
+        return float(np.percentile(values, q)) if len(values) else math.nan
+
+    print("| embedder | test set on-topic min / 5th pct | off-topic max (of n) | PIAF 1st / 5th pct | "
+          "XQuAD 1st / 5th pct | translation: good 5th pct / median | next sentence's median / 95th pct |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in report.items():
+        off = list(r["off_topic"].values())
+        print(f"| {name} | {min(r['testset_on_topic']):.3f} / {pct(r['testset_on_topic'], 5):.3f} | "
+              f"{max(off):.3f} ({len(off)}) | "
+              + " | ".join(f"{pct(r['public_answerable'][s], 1):.3f} / {pct(r['public_answerable'][s], 5):.3f}"
+                           for s in ("piaf", "xquad"))
+              + f" | {pct(r['translation_support'], 5):.3f} / {pct(r['translation_support'], 50):.3f} | "
+              f"{pct(r['translation_mismatched'], 50):.3f} / {pct(r['translation_mismatched'], 95):.3f} |")
+        for q, c in sorted(r["off_topic"].items(), key=lambda x: -x[1]):
+            print(f"    off-topic {c:.3f}  {q}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality", help="recall and MRR per embedder, set, part and fusion weight")
+    q.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
+    q.add_argument("--per-part", type=int, default=300)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
+    q.add_argument("--reuse", type=Path, help="a --json report of an earlier run: choose and print again")
+    q.add_argument("--json", type=Path)
+    t = sub.add_parser("thresholds", help="off-topic and translation cosines per embedder")
+    t.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
+    t.add_argument("--per-set", type=int, default=150)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--json", type=Path)
+    s = sub.add_parser("scale", help="index build throughput, query latency and memory at scale")
+    s.add_argument("--embedder", default="multilingual-e5-small")
+    s.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000])
+    s.add_argument("--embed-sample", type=int, default=200,
+                   help="passages actually embedded to measure throughput (the rest are synthetic)")
+    s.add_argument("--queries", type=int, default=200)
+    s.add_argument("--hnsw-m", type=int, default=32)
+    s.add_argument("--ef-construction", type=int, default=40)
+    s.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.command == "quality":
+        if args.reuse:  # re-choose the weights and print, without measuring again
+            report = json.loads(args.reuse.read_text(encoding="utf-8"))
+            for data in report["embedders"].values():
+                data["chosen_weight"] = choose_weight(
+                    {s: {p: r["modes"] for p, r in parts.items() if p != "held-out"}
+                     for s, parts in data["sets"].items() if "translations translated" not in s})
+        else:
+            report = quality(args)
+        print_quality(report)
+    elif args.command == "thresholds":
+        report = thresholds(args)
+        print_thresholds(report)
+    else:
+        report = scale(args)
+        print_scale(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(jsonable(report), ensure_ascii=False, indent=1), encoding="utf-8")
+        print(f"report: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
