@@ -12,8 +12,8 @@ from pathlib import Path
 
 from qa.citations import strip_markers
 from qa.errors import InputError, QAError
-from qa.settings import ANSWER_STYLES, Settings
-from qa.types import Answer
+from qa.settings import ANSWER_STYLES, DEFAULT_LLM, ENGINES, Settings
+from qa.types import Answer, Preview
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -23,6 +23,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-dir", type=Path, help="where the index lives (default: index/, or $QA_INDEX_DIR)")
     parser.add_argument("--embedder", help="embedder: use-multilingual (default), minilm, a folder or a hub id")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+
+LLM_HELP = (f"generator: {DEFAULT_LLM} (default) or the other packaged model (qwen2.5-coder-0.5b, "
+            "qwen2.5-coder-1.5b), a .gguf file, a transformers folder or a hub id")
+ENGINE_HELP = "how packaged models run: llama.cpp (default, fast) or transformers (reference)"
+STYLE_HELP = ("direct (default): the model's own short answer, checked, the best evidence shown first; "
+              "extractive: quote or translate the best evidence sentences; "
+              "generative: the model's verified answer from whole passages")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
-    p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
-    p.add_argument("--answer-style", choices=ANSWER_STYLES,
-                   help="extractive (default): quote or translate the best evidence sentences; "
-                        "generative: the model's own verified sentence")
+    p.add_argument("--llm", help=LLM_HELP)
+    p.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
+    p.add_argument("--answer-style", choices=ANSWER_STYLES, help=STYLE_HELP)
     _common(p)
 
     p = sub.add_parser("translate", help="translate the indexed documents' sentences once, ahead of "
@@ -48,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "answers are then instant, and retrieval matches their words")
     p.add_argument("--to", choices=["fr", "en", "both"], default="both",
                    help="the language the questions will be asked in (default: both)")
-    p.add_argument("--llm", help="generator: qwen2.5-coder-0.5b (default, offline), a folder or a hub id")
+    p.add_argument("--llm", help=LLM_HELP)
+    p.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
     _common(p)
 
     p = sub.add_parser("models", help="show the models, or prepare the default generator")
@@ -60,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--testset", type=Path, default=Path("tests/data/testset.jsonl"))
     p.add_argument("--out", type=Path, default=Path("artifacts/eval"))
     p.add_argument("--top-k", type=int)
-    p.add_argument("--llm")
-    p.add_argument("--answer-style", choices=ANSWER_STYLES)
+    p.add_argument("--llm", help=LLM_HELP)
+    p.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
+    p.add_argument("--answer-style", choices=ANSWER_STYLES, help=STYLE_HELP)
     p.add_argument("--limit", type=int, help="ask at most N questions")
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
@@ -96,7 +105,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(index_dir=getattr(args, "index_dir", None),
                              embedder=getattr(args, "embedder", None),
                              llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None),
-                             answer_style=getattr(args, "answer_style", None))
+                             answer_style=getattr(args, "answer_style", None),
+                             engine=getattr(args, "engine", None))
 
 
 def _highlight(text: str, start: int, end: int, tty: bool) -> str:
@@ -121,6 +131,15 @@ def render_sources(answer: Answer, tty: bool) -> str:
     return "\n".join(lines)
 
 
+def render_preview(preview: Preview, tty: bool) -> str:
+    """The best evidence, printed at once while the model writes the answer."""
+    label = "Meilleur passage" if preview.language == "fr" else "Best evidence"
+    opening, closing = ("«\u00a0", "\u00a0»") if preview.language == "fr" else ("“", "”")
+    dim, off = ("\033[2m", "\033[0m") if tty else ("", "")
+    return "\n".join(f"{dim}{label} [{c.n}] {c.chunk.source}: {opening}{' '.join(c.quote.split())}{closing}{off}"
+                     for c in preview.citations) + "\n"
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.pipeline import Pipeline, validate_question
 
@@ -133,6 +152,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for event in pipeline.stream(args.question):
         if isinstance(event, Answer):
             answer = event
+        elif isinstance(event, Preview):
+            if not args.json:
+                print(render_preview(event, tty), flush=True)
         elif not args.json:
             streamed.append(event)
             print(event, end="", flush=True)
@@ -180,12 +202,19 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from qa.models import describe, prepare_default_llm
+    from qa.models import PACKAGED, describe, prepare_bf16, prepare_gguf
 
     settings = Settings.from_env()
     if args.action == "prepare":
-        folder = prepare_default_llm(settings.cache_dir, progress=True, force=args.force)
-        print(f"Default generator ready in {folder}")
+        model = PACKAGED.get(settings.llm)
+        if model is None:
+            print(f"{settings.llm} is not a packaged model: nothing to prepare")
+            return 0
+        if settings.engine == "llama.cpp":
+            path = prepare_gguf(settings.cache_dir, model, progress=True, force=args.force)
+        else:
+            path = prepare_bf16(settings.cache_dir, model, progress=True, force=args.force)
+        print(f"Generator {model.name} ready for {settings.engine} in {path}")
         return 0
     print(f"Model cache: {settings.cache_dir} (set QA_CACHE_DIR to move it)")
     for row in describe(settings.cache_dir):

@@ -1,16 +1,18 @@
-"""Text generators behind one Protocol: a transformers causal LM, by folder or hub id."""
+"""Text generators behind one Protocol: llama.cpp over a GGUF file (the packaged models' fast
+path), or a transformers causal LM by folder or hub id (the reference path)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from qa.errors import ModelError
-from qa.models import DEFAULT_LLM_LABEL, prepare_default_llm
-from qa.settings import DEFAULT_LLM
+from qa.models import PACKAGED, prepare_bf16, prepare_gguf
+from qa.settings import DEFAULT_LLM, ENGINES
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
@@ -134,20 +136,127 @@ class TransformersGenerator:
             raise ModelError(f"generation failed: {errors[0]}") from errors[0]
 
 
-def make_generator(name: str, cache_dir: Path, threads: int = 2, progress: bool = True) -> Generator:
-    """The generator for a name: the packaged default (prepared on first use), a folder, or a hub id."""
+class LlamaCppGenerator:
+    """Greedy decoding of a GGUF model with llama.cpp (llama-cpp-python, built for this CPU by
+    `scripts/setup.sh`). Prompts are laid out fixed text first, so the KV cache of the longest
+    prefix shared with the previous prompt (system prompt, rules, example) is reused, not read
+    again (llama-cpp-python keeps it between calls)."""
+
+    def __init__(self, gguf: str | Path, name: str, threads: int = 2, context: int = 4096) -> None:
+        self.gguf = Path(gguf)
+        self.name = name
+        self.threads = threads
+        self.context = context
+        self._llm = None
+        self._format = None
+        self._format_turns = None  # the template without the assistant's turn opened
+        self._lock = threading.Lock()  # one generation at a time: the model and its KV cache are shared
+        # the last generation's figures: prompt tokens, those read from the KV cache, seconds to
+        # the first token (prefill), tokens generated and seconds after the first (decode)
+        self.last: dict[str, float] = {}
+
+    def load(self) -> LlamaCppGenerator:
+        if self._llm is not None:
+            return self
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise ModelError(
+                "the llama.cpp engine is not installed: run `bash scripts/setup.sh` (it builds "
+                "llama-cpp-python for this CPU), or choose --engine transformers"
+            ) from None
+        try:
+            llm = Llama(model_path=str(self.gguf), n_ctx=self.context, n_batch=512, n_threads=self.threads,
+                        n_threads_batch=self.threads, verbose=False)
+        except Exception as error:
+            raise ModelError(f"llama.cpp could not load {self.gguf} ({error})") from error
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{self.gguf} has no chat template")
+        eos = llm.detokenize([llm.token_eos()]).decode("utf-8", "replace")
+        self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token="",
+                                           add_generation_prompt=True)
+        self._format_turns = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token="",
+                                                 add_generation_prompt=False)
+        self._llm = llm
+        return self
+
+    def warm(self, messages: list[Message]) -> None:
+        """Read `messages` (a prompt's fixed beginning: rules, worked examples) into the KV cache
+        now, so the first question reads only what follows them."""
+        self.load()
+        prompt = self._format_turns(messages=messages).prompt
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        with self._lock:
+            self._llm.reset()
+            self._llm.eval(tokens)
+
+    def prompt_tokens(self, messages: list[Message], prefix: str = "") -> list[int]:
+        """The chat template's prompt for `messages`, tokenised (control tokens as such: document
+        text reaches here sanitised of them, `qa.prompting.sanitize`)."""
+        self.load()
+        prompt = self._format(messages=messages).prompt + prefix
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def stream(self, messages: list[Message], max_new_tokens: int, prefix: str = "") -> Iterator[str]:
+        tokens = self.prompt_tokens(messages, prefix)
+        if len(tokens) + max_new_tokens > self.context:
+            raise ModelError(f"the prompt is {len(tokens)} tokens long; the model's context is {self.context}")
+        with self._lock:
+            cached = 0
+            for had, new in zip(self._llm._input_ids[:self._llm.n_tokens], tokens, strict=False):
+                if had != new:
+                    break
+                cached += 1
+            started = time.perf_counter()
+            first = None
+            pieces: list[str] = []
+            try:
+                for chunk in self._llm.create_completion(tokens, max_tokens=max_new_tokens, temperature=0.0,
+                                                         top_k=1, repeat_penalty=1.0, stream=True,
+                                                         stop=["\n\n", "<|im_end|>", "<|endoftext|>"]):
+                    piece = chunk["choices"][0]["text"]
+                    first = first or time.perf_counter()
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+            except ModelError:
+                raise
+            except Exception as error:
+                raise ModelError(f"generation failed: {error}") from error
+            done = time.perf_counter()
+            generated = len(self._llm.tokenize("".join(pieces).encode("utf-8"), add_bos=False)) if pieces else 0
+            self.last = {"prompt_tokens": len(tokens), "cached_tokens": min(cached, len(tokens) - 1),
+                         "prefill_s": (first or done) - started, "new_tokens": generated,
+                         "decode_s": done - (first or done)}
+
+
+def make_generator(name: str, cache_dir: Path, threads: int = 2, progress: bool = True,
+                   engine: str = "llama.cpp") -> Generator:
+    """The generator for a name: a packaged model (assembled or prepared on first use) run by
+    `engine`, a folder (transformers) or a .gguf file (llama.cpp), or a hub id (transformers)."""
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     key = name.strip()
-    if key.lower() in {DEFAULT_LLM, "default", "qwen2.5-coder-0.5b-instruct"}:
-        folder = prepare_default_llm(cache_dir, progress=progress)
-        return TransformersGenerator(folder, name=DEFAULT_LLM, threads=threads)
+    aliases = {"default": DEFAULT_LLM, **{f"{m}-instruct": m for m in PACKAGED}}
+    packaged = PACKAGED.get(aliases.get(key.lower(), key.lower()))
+    if packaged is not None:
+        if engine == "llama.cpp":
+            return LlamaCppGenerator(prepare_gguf(cache_dir, packaged, progress=progress), name=packaged.name,
+                                     threads=threads)
+        folder = prepare_bf16(cache_dir, packaged, progress=progress)
+        return TransformersGenerator(folder, name=packaged.name, threads=threads)
     path = Path(key).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return LlamaCppGenerator(path.resolve(), name=str(path.resolve()), threads=threads)
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not a transformers model folder (no config.json)")
+            raise ModelError(f"{path} is not a transformers model folder (no config.json) nor a .gguf file")
         return TransformersGenerator(path.resolve(), name=str(path.resolve()), threads=threads)
     if "/" not in key:
         raise ModelError(
-            f"unknown language model {key!r}: use {DEFAULT_LLM!r} ({DEFAULT_LLM_LABEL}), "
-            "a local folder, or a hub id such as Qwen/Qwen2.5-1.5B-Instruct"
+            f"unknown language model {key!r}: use {' or '.join(map(repr, PACKAGED))} (packaged), "
+            "a .gguf file, a local folder, or a hub id such as Qwen/Qwen2.5-1.5B-Instruct"
         )
     return TransformersGenerator(key, threads=threads)

@@ -13,7 +13,11 @@ DEFAULT_LLM = "qwen2.5-coder-0.5b"
 # "extractive": the answer quotes (or translates) the best evidence sentences, and the model's
 # checked draft decides whether to abstain when the evidence is weak; "generative": the model's
 # verified draft is the answer.
-ANSWER_STYLES = ("extractive", "generative")
+# "direct": the model answers from the evidence sentences in its own words, checked (qa.reader).
+ANSWER_STYLES = ("direct", "extractive", "generative")
+# How the packaged models run: llama.cpp over their GGUF (built for this CPU by scripts/setup.sh),
+# or transformers over a bf16 copy (the reference path; also any transformers folder or hub id).
+ENGINES = ("llama.cpp", "transformers")
 
 
 def default_cache_dir() -> Path:
@@ -33,6 +37,7 @@ class Settings:
     chunk_overlap: int = 150  # characters of trailing sentences repeated in the next passage
     max_new_tokens: int = 64
     answer_style: str = "extractive"
+    engine: str = "llama.cpp"
     max_question_chars: int = 1000
     threads: int = max(1, os.cpu_count() or 1)
 
@@ -54,6 +59,8 @@ class Settings:
             )
         if self.answer_style not in ANSWER_STYLES:
             raise SettingsError(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
+        if self.engine not in ENGINES:
+            raise SettingsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if not self.embedder.strip() or not self.llm.strip():
             raise SettingsError("embedder and llm names must not be empty")
 

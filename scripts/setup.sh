@@ -12,6 +12,8 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 # torch first and pinned: this release is a CPU build on local disk; an unpinned torch, pulled in
 # by another package, would download a CUDA build of several GB.
 .venv/bin/python -m pip install --quiet torch==2.13.0
+# llama.cpp compiled for this CPU (once per machine, cached): the packaged models' fast engine.
+bash scripts/build_llama_cpp.sh
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/qa models prepare
 # Translate the bundled article's sentences once (about 2 minutes), so English questions about

@@ -1,7 +1,8 @@
 import pytest
 
 from qa.errors import ModelError
-from qa.generation import TransformersGenerator, make_generator
+import qa.generation
+from qa.generation import LlamaCppGenerator, TransformersGenerator, make_generator
 
 
 def test_a_folder_without_config_is_refused(tmp_path):
@@ -14,9 +15,56 @@ def test_a_bare_unknown_name_is_refused_with_the_choices(tmp_path):
         make_generator("gpt-7", tmp_path)
 
 
+def test_an_unknown_engine_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="unknown engine 'vllm'.*llama.cpp, transformers"):
+        make_generator("qwen2.5-coder-0.5b", tmp_path, engine="vllm")
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-coder-1.5b", "Qwen2.5-Coder-0.5B-Instruct", "default"])
+def test_packaged_models_run_on_llama_cpp_from_their_assembled_gguf(tmp_path, monkeypatch, name):
+    assembled = []
+
+    def prepare_gguf(cache_dir, model, progress=True, force=False):
+        assembled.append(model.name)
+        return tmp_path / f"{model.name}.gguf"
+
+    monkeypatch.setattr(qa.generation, "prepare_gguf", prepare_gguf)
+    generator = make_generator(name, tmp_path, engine="llama.cpp")
+    assert isinstance(generator, LlamaCppGenerator) and generator.name == assembled[0]
+    assert generator.gguf == tmp_path / f"{assembled[0]}.gguf"
+
+
+def test_a_gguf_file_runs_on_llama_cpp_whatever_the_engine_setting(tmp_path):
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert isinstance(make_generator(str(gguf), tmp_path, engine="transformers"), LlamaCppGenerator)
+
+
+def test_a_gguf_llama_cpp_cannot_read_is_a_model_error(tmp_path):
+    gguf = tmp_path / "broken.gguf"
+    gguf.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="llama.cpp could not load"):
+        make_generator(str(gguf), tmp_path).load()
+
+
+@pytest.mark.slow
+def test_llama_cpp_reuses_the_kv_cache_of_a_shared_prompt_beginning(real_settings):
+    from qa.reader import reader_messages
+
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    fixed = reader_messages("", "en", [])[:-1]
+    generator.warm(fixed)
+    messages = reader_messages("How many models are built on Qwen?", "en",
+                               [(1, "Plus de 100 000 modèles dérivés ont été construits sur Qwen.")])
+    reply = "".join(generator.stream(messages, 24))
+    assert "100" in reply
+    assert generator.last["cached_tokens"] > 0.8 * (generator.last["prompt_tokens"] - 60)
+    assert generator.last["new_tokens"] > 0 and generator.last["decode_s"] >= 0
+
+
 @pytest.mark.slow
 def test_the_prepared_default_model_streams_through_the_folder_code_path(real_settings):
-    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2)
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2, engine="transformers")
     assert isinstance(generator, TransformersGenerator)
     # a hub id or any folder goes through this same class; here, by folder path
     by_folder = make_generator(generator.model_ref, real_settings.cache_dir, threads=2)
@@ -34,7 +82,8 @@ def test_reply_likelihoods_are_each_conversations_own_log_probability(real_setti
 
     from qa.prompting import question_messages
 
-    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2,
+                               engine="transformers").load()
     question = "How many models have been built on Qwen?"
     conversations = [question_messages(text, "en") for text in (
         "More than 100,000 derived models have been built on Alibaba's Qwen family.",
