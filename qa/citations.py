@@ -10,18 +10,24 @@ or by shared content words. That sentence of the passage becomes the citation's 
 from __future__ import annotations
 
 import re
+from bisect import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from qa.chunking import sentence_spans, split_sentences
-from qa.retrieval import anchors, fold, tokenize
+from qa.retrieval import anchor_spans, anchors, fold, tokenize
 from qa.types import Citation, Language, Passage
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
                      re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[\s\u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+# A number with a multiplier word or suffix: "100k", "100 thousand", "1,5 million", "2 milliards".
+_SCALED = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(k|thousand|mille|millions?|milliards?|billions?|bn)(?!\w)",
+                     re.IGNORECASE)
+_SCALE = {"k": 10**3, "thousand": 10**3, "mille": 10**3, "million": 10**6, "millions": 10**6,
+          "milliard": 10**9, "milliards": 10**9, "billion": 10**9, "billions": 10**9, "bn": 10**9}
 
 SEMANTIC_THRESHOLD = 0.5
 ANCHORED_THRESHOLD = 0.35
@@ -66,15 +72,60 @@ def strip_markers(text: str) -> str:
 
 
 def numbers(text: str) -> set[str]:
-    """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree.
+    """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree, and
+    multipliers applied, so "100k", "100 thousand" and "1,5 million" agree with their digits.
 
     >>> sorted(numbers("100 000 modèles, 100,000 models, le 14e plan, 2,5 %"))
     ['100000', '14', '25']
+    >>> sorted(numbers("100k models, 100 thousand, 1.5 million, 2 milliards"))
+    ['100000', '1500000', '2000000000']
     """
     found = set()
-    for match in _NUMBER.finditer(text):
+
+    def scaled(match: re.Match) -> str:
+        found.add(str(round(float(match.group(1).replace(",", ".")) * _SCALE[match.group(2).lower()])))
+        return " "
+
+    for match in _NUMBER.finditer(_SCALED.sub(scaled, text)):
         found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
     return found
+
+
+_LIST_SEPARATOR = re.compile(r"[,;:]|\s(?:et|and|ou|or)\s", re.IGNORECASE)
+
+
+def misattributed(claim: str, source: str) -> bool:
+    """Whether `claim` pairs two names that `source` gives in different items of a list, each
+    item naming something else that the claim leaves out: from "ERNIE de Baidu, Qwen d'Alibaba
+    et Hunyuan de Tencent", "Qwen was developed by Tencent" swaps an attribution.
+
+    >>> source = "Par exemple, ERNIE de Baidu, Qwen d’Alibaba et Hunyuan de Tencent."
+    >>> misattributed("Qwen was developed by Tencent [1].", source)
+    True
+    >>> misattributed("Qwen was developed by Alibaba [1].", source)
+    False
+    >>> misattributed("Qwen and Hunyuan come from Alibaba and Tencent [1].", source)
+    False
+    """
+    cuts = [m.start() for m in _LIST_SEPARATOR.finditer(source)]
+    item: dict[str, int] = {}
+    members: dict[int, set[str]] = {}
+    for start, end in anchor_spans(source):
+        for word in _WORDS.findall(fold(source[start:end])):
+            if len(word) > 2 and not word.isdigit():
+                item.setdefault(word, bisect(cuts, start))
+                members.setdefault(bisect(cuts, start), set()).add(word)
+    bare = strip_markers(claim)
+    named = {w for w in _WORDS.findall(fold(bare)) if w in item}
+    # which names the claim puts together: all of them when it names two, else those in one of
+    # its own list items ("ERNIE, Qwen and Hunyuan are open" pairs none of them)
+    claim_cuts = [m.start() for m in _LIST_SEPARATOR.finditer(bare)]
+    claim_item = {w: bisect(claim_cuts, m.start()) for m in _WORDS.finditer(bare)
+                  if (w := fold(m.group(0))) in named}
+    together = len(named) <= 2
+    return any(item[a] != item[b] and members[item[a]] - named and members[item[b]] - named
+               and (together or claim_item[a] == claim_item[b])
+               for a in named for b in named)
 
 
 _ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"
@@ -208,7 +259,8 @@ class SupportChecker:
         # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count
         names = {w for w in anchors(strip_markers(sentence)) if len(w) > 2} & self._all_words
         wanted = numbers(strip_markers(sentence)) & self._numbers[n]
-        return [k for k in range(len(spans)) if names <= words[k] and wanted <= figures[k]]
+        return [k for k, (s, e) in enumerate(spans) if names <= words[k] and wanted <= figures[k]
+                and not misattributed(sentence, text[s:e])]
 
     def claims(self, sentence: str, question: str) -> str:
         bare = strip_markers(sentence)

@@ -6,6 +6,7 @@ from qa.citations import (
     anchors,
     answer_sentences,
     is_abstention,
+    misattributed,
     numbers,
     parse_markers,
     strip_markers,
@@ -138,3 +139,41 @@ def test_a_name_from_one_sentence_joined_to_a_fact_of_another_is_not_supported(c
     assert cited == [] and n in rejected
     [(_, cited, _)] = checker.verify([f"Qwen compte plus de 100 000 modèles dérivés [{n}]."], "Combien ?", "fr")
     assert [c.n for c in cited] == [n]
+
+
+@pytest.mark.parametrize("written", ["100 000", "100,000", "100000", "100k", "100 thousand", "plus de 100 000",
+                                     "100 mille"])
+def test_a_figure_matches_whatever_its_format(written):
+    assert "100000" in numbers(f"Qwen compte {written} modèles dérivés.")
+
+
+@pytest.mark.parametrize("written,value", [("1,5 million", "1500000"), ("1.5 million", "1500000"),
+                                           ("2 milliards", "2000000000"), ("2 billion", "2000000000")])
+def test_a_scaled_figure_is_read_as_its_value(written, value):
+    assert numbers(written) == {value}
+
+
+LIST = "Par exemple, ERNIE de Baidu, Qwen d’Alibaba et Hunyuan de Tencent sont des modèles ouverts."
+
+
+@pytest.mark.parametrize("claim,swapped", [
+    ("Qwen was developed by Tencent [1].", True),
+    ("Qwen, developed by Tencent, is open [1].", True),
+    ("ERNIE vient d'Alibaba [1].", True),
+    ("Qwen was developed by Alibaba [1].", False),
+    ("Hunyuan comes from Tencent and ERNIE from Baidu [1].", False),
+    ("ERNIE, Qwen and Hunyuan are open models [1].", False),
+])
+def test_a_claim_must_keep_who_did_what_in_a_list(claim, swapped):
+    assert misattributed(claim, LIST) is swapped
+
+
+def test_a_swapped_attribution_is_not_supported_by_the_listing_passage():
+    doc = make_document("a.txt", LIST)
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    [(_, cited, rejected)] = checker.verify(["Qwen a été développé par Tencent [1]."], "Qui a fait Qwen ?", "fr")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(["Qwen a été développé par Alibaba [1]."], "Qui a fait Qwen ?", "fr")
+    assert [c.n for c in cited] == [1]
