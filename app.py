@@ -30,7 +30,7 @@ from qa.errors import InputError, QAError
 from qa.language import detect_language
 from qa.pipeline import Pipeline, validate_question
 from qa.settings import Settings
-from qa.types import Answer
+from qa.types import Answer, Preview
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -140,6 +140,10 @@ def chat(engine: Engine, message: str, history: list[HistoryItem] | None, sessio
         for event in pipeline.stream(question):
             if isinstance(event, Answer):
                 answer = event
+                continue
+            if isinstance(event, Preview):  # the best evidence, at once, while the model writes
+                pending = ui.preview_html(event)
+                yield list(history), pending, session, ""
                 continue
             draft += event
             history[-1] = {"role": "assistant", "content": ui.draft_html(draft)}

@@ -1,18 +1,25 @@
-"""Latency and memory of the default offline stack, as a person waiting for an answer sees them.
+"""Latency and memory of the answer path, as a person waiting for an answer sees them, next to
+llama.cpp run the way a user would otherwise run it.
 
-    .venv/bin/python bench/latency.py [--runs 3] [--prepare] [--styles extractive,generative,prepared]
-                                      [--out artifacts/bench/latency.json]
+    .venv/bin/python bench/latency.py --quick --json artifacts/bench/latency.json   # < 10 minutes
+    .venv/bin/python bench/latency.py [--runs 2] [--json PATH]                       # the docs' table
 
-Measures, in one process on this machine: model preparation (with --prepare: GGUF assembly and
-bf16 conversion into a temporary cache), load time (embedder, index, generator), and for a
-fixed list of French and English questions, repeated --runs times: retrieval, time to first
-token, decode speed (tokens/s after the first), total answer time, for each answer style in turn
-on the same loaded models (so the styles compare within one sitting). Reports medians (and p90)
-over all answers per style, and the process's peak RSS. No thresholds: a benchmark, not a test.
+--quick measures two stacks on the same questions in one run:
+- "default": the project's default stack end to end (retrieval, evidence, the reader through the
+  default engine, the check), in this process;
+- "peer": llama-cpp-python with its default settings (but a context large enough for the prompts)
+  reading the same GGUF and the very prompts the default stack sent, in a child process (its own
+  peak memory), through `create_chat_completion`, as a user of llama.cpp would.
+Without --quick it also measures each packaged model (0.5B, 1.5B) with each engine (llama.cpp,
+transformers) in the direct style, and the peer with both cores.
 
-"First token" is the first piece a person sees: the draft's first token in the generative style;
-in the extractive style, the quote (or the translation's first token) after the hidden draft
-has been checked. Tokens count what is shown; decode speed is the generative style's.
+Each stack reports medians over the questions (the first question of each stack is a warm-up and
+is not counted): `answer_median_s` (question to checked answer; the peer: prompt to last token),
+`first_content_median_s` (the first thing shown: the best evidence, or the peer's first token),
+`first_token_median_s` (the model's first token), `prefill_tokens_per_s` (prompt tokens read per
+second, those not already in the KV cache), `decode_tokens_per_s` (after the first token) and
+`peak_rss_gb`. No thresholds: a benchmark, not a test. Figures drift about 20% between sittings
+on these machines; compare stacks within one run.
 """
 
 from __future__ import annotations
@@ -23,147 +30,258 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 QUESTIONS = [
     ("fr", "Combien de modèles dérivés ont été construits sur Qwen ?"),
+    ("en", "Why is China pushing open-source AI?"),
     ("fr", "Quelles entreprises chinoises adoptent des approches open source ?"),
-    ("fr", "Quel salaire exact DeepSeek propose-t-il ?"),
-    ("fr", "Qui a créé la plateforme LMArena ?"),
     ("en", "When was the US AI Action Plan published?"),
+    ("fr", "Quel salaire exact DeepSeek propose-t-il ?"),
     ("en", "Which Chinese firms developed Qwen and Hunyuan?"),
+    ("fr", "Pourquoi la Chine mise-t-elle sur l'IA open source ?"),
+    ("en", "Who is the CEO of Alibaba?"),
     ("en", "What does China's 14th five-year plan emphasise?"),
-    ("en", "Who founded Moonshot AI?"),
 ]
+KEYS = ("answer_median_s", "first_content_median_s", "first_token_median_s", "prefill_tokens_per_s",
+        "decode_tokens_per_s", "peak_rss_gb")
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+def cpu() -> dict:
+    """The CPU figures were measured on: model name and the instruction sets that matter here."""
+    info = {"model": platform.processor() or "?", "flags": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["model"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = line.split(":", 1)[1].split()
+            info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "avx_vnni"))
+            break
+    info["cores"] = os.cpu_count()
+    return info
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def median(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return round(statistics.median(values), 3) if values else float("nan")
+
+
+class Timed:
+    """A Generator that notes when each call started and gave its first piece, and the
+    engine's prefill/decode figures when it has them (`LlamaCppGenerator.last`)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def stream(self, messages, max_new_tokens, prefix=""):
+        call = {"messages": messages, "max_new_tokens": max_new_tokens, "start": time.perf_counter()}
+        self.calls.append(call)
+        pieces = 0
+        for piece in self.inner.stream(messages, max_new_tokens, prefix=prefix):
+            call.setdefault("first", time.perf_counter())
+            pieces += 1
+            yield piece
+        call["end"] = time.perf_counter()
+        call["pieces"] = pieces
+        call.update(getattr(self.inner, "last", {}) or {})
+
+
+def run_stack(settings, questions, label: str) -> tuple[dict, list]:
+    """Answer `questions` with `settings` in this process; the stack's figures and the reader's prompts."""
+    from qa.generation import make_generator
+    from qa.pipeline import Pipeline
+    from qa.types import Answer, Preview
+
+    generator = Timed(make_generator(settings.llm, settings.cache_dir, threads=settings.threads,
+                                     engine=settings.engine, progress=False))
+    started = time.perf_counter()
+    pipeline = Pipeline(settings, generator=generator).load()
+    load_s = time.perf_counter() - started
+    rows, prompts = [], []
+    for i, (language, question) in enumerate(questions):
+        generator.calls.clear()
+        start = time.perf_counter()
+        first_content = None
+        answer = None
+        for event in pipeline.stream(question):
+            if isinstance(event, Answer):
+                answer = event
+            elif first_content is None and (isinstance(event, Preview) or event.strip()):
+                first_content = time.perf_counter() - start
+        calls = generator.calls
+        reader = calls[-1] if calls else {}
+        prompts.extend({"messages": c["messages"], "max_new_tokens": c["max_new_tokens"]} for c in calls)
+        row = {
+            "language": language, "question": question, "warm_up": i == 0,
+            "answer_s": answer.timings["total_s"],
+            "first_content_s": first_content if first_content is not None else answer.timings["total_s"],
+            "first_token_s": reader["first"] - start if "first" in reader else float("nan"),
+            "prefill_tokens_per_s": ((reader["prompt_tokens"] - reader["cached_tokens"]) / reader["prefill_s"]
+                                     if reader.get("prefill_s") else float("nan")),
+            "decode_tokens_per_s": ((reader["new_tokens"] - 1) / reader["decode_s"]
+                                    if reader.get("decode_s") and reader.get("new_tokens", 0) > 1 else float("nan")),
+            "prompt_tokens": reader.get("prompt_tokens"), "cached_tokens": reader.get("cached_tokens"),
+            "model_calls": len(calls), "abstained": answer.abstained, "answer": answer.text,
+        }
+        rows.append(row)
+        print(f"{label}: {row['answer_s']:.2f} s (first content {row['first_content_s']:.2f} s, first token "
+              f"{row['first_token_s']:.2f} s) | {answer.text[:90]}", file=sys.stderr, flush=True)
+    return summarize(rows, load_s=load_s, rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), prompts
+
+
+def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
+    counted = [r for r in rows if not r["warm_up"]]
+    return {
+        "answer_median_s": median([r["answer_s"] for r in counted]),
+        "first_content_median_s": median([r["first_content_s"] for r in counted]),
+        "first_token_median_s": median([r["first_token_s"] for r in counted]),
+        "prefill_tokens_per_s": median([r["prefill_tokens_per_s"] for r in counted]),
+        "decode_tokens_per_s": median([r["decode_tokens_per_s"] for r in counted]),
+        "peak_rss_gb": round(rss / 1024 / 1024, 2),  # Linux: ru_maxrss in kilobytes
+        "load_s": round(load_s, 2),
+        "questions": len(counted),
+        "rows": rows,
+    }
+
+
+PEER = r'''
+import json, resource, sys, time
+from llama_cpp import Llama
+job = json.load(open(sys.argv[1]))
+kwargs = {"model_path": job["gguf"], "n_ctx": 4096, "verbose": False}  # default n_ctx (512) can't hold the prompts
+if job.get("threads"):
+    kwargs["n_threads"] = kwargs["n_threads_batch"] = job["threads"]
+started = time.perf_counter()
+llm = Llama(**kwargs)
+load_s = time.perf_counter() - started
+rows = []
+for i, prompt in enumerate(job["prompts"]):
+    before = list(llm._input_ids[:llm.n_tokens])
+    start = time.perf_counter(); first = None; pieces = []
+    for chunk in llm.create_chat_completion(prompt["messages"], max_tokens=prompt["max_new_tokens"],
+                                            temperature=0.0, stream=True):
+        text = chunk["choices"][0]["delta"].get("content")
+        if text:
+            first = first or time.perf_counter()
+            pieces.append(text)
+    end = time.perf_counter()
+    new = len(llm.tokenize("".join(pieces).encode(), add_bos=False)) if pieces else 0
+    prompt = list(llm._input_ids[:llm.n_tokens - new])
+    cached = 0
+    for a, b in zip(before, prompt):
+        if a != b:
+            break
+        cached += 1
+    rows.append({"first": (first or end) - start, "total": end - start, "new_tokens": new,
+                 "prompt_tokens": len(prompt), "cached_tokens": cached, "text": "".join(pieces)})
+print(json.dumps({"rows": rows, "load_s": load_s,
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+'''
+
+
+def run_peer(gguf: Path, prompts: list[dict], questions: int, threads: int | None) -> dict:
+    """llama-cpp-python with default settings over `prompts`, in a child process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as job:
+        json.dump({"gguf": str(gguf), "prompts": prompts, "threads": threads}, job)
+    try:
+        out = subprocess.run([sys.executable, "-c", PEER, job.name], check=True, capture_output=True, text=True)
+    finally:
+        os.unlink(job.name)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = []
+    for i, r in enumerate(result["rows"]):
+        decode = r["total"] - r["first"]
+        rows.append({"warm_up": i == 0, "answer_s": r["total"], "first_content_s": r["first"],
+                     "first_token_s": r["first"],
+                     "prefill_tokens_per_s": (r["prompt_tokens"] - r["cached_tokens"]) / r["first"],
+                     "decode_tokens_per_s": (r["new_tokens"] - 1) / decode if decode > 0 and r["new_tokens"] > 1
+                     else float("nan"), "prompt_tokens": r["prompt_tokens"], "answer": r["text"]})
+        print(f"peer: {r['total']:.2f} s (first token {r['first']:.2f} s) | {r['text'][:90]}", file=sys.stderr)
+    return summarize(rows, load_s=result["load_s"], rss=result["rss"])
+
+
+def table(stacks: dict) -> str:
+    names = list(stacks)
+    lines = ["| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in (*KEYS, "load_s"):
+        lines.append(f"| {key} | " + " | ".join(str(stacks[n].get(key, "")) for n in names) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--prepare", action="store_true", help="also time a fresh model preparation")
-    parser.add_argument("--styles", default="extractive,generative",
-                        help="answer styles to time, in turn; 'prepared' is the extractive style "
-                             "after `qa translate` (translations prepared once, not timed per answer)")
-    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/latency.json"))
+    parser.add_argument("--quick", action="store_true", help="the default stack and the llama.cpp peer only")
+    parser.add_argument("--json", type=Path, default=Path("artifacts/bench/latency.json"))
+    parser.add_argument("--runs", type=int, default=1, help="times through the questions (full run)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-    from qa.models import prepare_default_llm
-    from qa.pipeline import Pipeline, TranslationMemory
+    from qa.models import PACKAGED, prepare_gguf
     from qa.settings import Settings
-    from qa.types import Answer
-
-    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                    "runs": args.runs, "questions": len(QUESTIONS)}
-    if args.prepare:  # in a child process, so its peak memory is reported apart
-        import subprocess
-
-        with tempfile.TemporaryDirectory() as cache:
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                            "from qa.models import prepare_default_llm; "
-                            "prepare_default_llm(Path(sys.argv[1]), progress=False)", cache],
-                           check=True, stdout=subprocess.DEVNULL)
-            report["prepare_s"] = round(time.perf_counter() - started, 1)
-        report["prepare_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-        print(f"prepare: {report['prepare_s']} s, peak RSS {report['prepare_peak_rss_mb']} MB", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as index_dir:
         settings = Settings.from_env(index_dir=Path(index_dir))
-        prepare_default_llm(settings.cache_dir, progress=False)  # not timed: done once per machine
-        started = time.perf_counter()
-        pipeline = Pipeline(settings).load()
-        report["load_s"] = round(time.perf_counter() - started, 2)  # includes building the index
-        tokenizer = pipeline.generator._tokenizer
-        rows = []
-        styles = [style.strip() for style in args.styles.split(",") if style.strip()]
-        base = pipeline
-        prepared = TranslationMemory(None)
-        if "prepared" in styles:
-            started = time.perf_counter()
-            report["translated_sentences"] = replace(base, translations=prepared).prepare_translations()[0]
-            report["prepare_translations_s"] = round(time.perf_counter() - started, 1)
-        for run in range(args.runs):
-            for language, question in QUESTIONS:
-                for style in styles:
-                    # otherwise a fresh, in-memory translation memory: every answer is timed as if asked first
-                    memory = prepared if style == "prepared" else TranslationMemory(None)
-                    answer_style = "extractive" if style == "prepared" else style
-                    pipeline = replace(base.with_settings(settings.with_(answer_style=answer_style)),
-                                       translations=memory)
-                    start = time.perf_counter()
-                    stamps = []
-                    answer = None
-                    for event in pipeline.stream(question):
-                        if isinstance(event, Answer):
-                            answer = event
-                        else:
-                            stamps.append((time.perf_counter(), event))
-                    generated = "".join(piece for _, piece in stamps[1:])  # [0] is a fixed lead
-                    tokens = len(tokenizer(generated)["input_ids"])
-                    first = answer.timings["first_token_s"]
-                    decode_s = stamps[-1][0] - start - first if len(stamps) > 2 else float("nan")
-                    if answer_style == "extractive":  # quotes appear whole: tokens/s would mean nothing
-                        decode_s = float("nan")
-                    rows.append({
-                        "run": run, "style": style, "language": language, "question": question,
-                        "retrieval_s": answer.timings["retrieval_s"], "first_token_s": first,
-                        "total_s": answer.timings["total_s"], "tokens": tokens,
-                        "decode_tok_s": (tokens - 1) / decode_s if decode_s and decode_s > 0 else float("nan"),
-                        "abstained": answer.abstained,
-                    })
-                    print(f"run {run} {style} {language} total {answer.timings['total_s']:.2f} s first "
-                          f"{first:.2f} s tokens {tokens} | {answer.text[:70]}", file=sys.stderr)
-
-    def summary(key: str, style: str) -> dict:
-        values = [r[key] for r in rows if r["style"] == style and r[key] == r[key]]
-        if not values:
-            return {"median": float("nan"), "p90": float("nan")}
-        return {"median": round(statistics.median(values), 3), "p90": round(percentile(values, 0.9), 3)}
-
-    keys = ("retrieval_s", "first_token_s", "total_s", "decode_tok_s", "tokens")
-    report["styles"] = {style: {key: summary(key, style) for key in keys} for style in styles}
-    report["total_s_median_by_language"] = {
-        style: {lang: round(statistics.median(r["total_s"] for r in rows if r["style"] == style
-                                              and r["language"] == lang), 3)
-                for lang in sorted({r["language"] for r in rows})} for style in styles}
-    report["peak_rss_mb"] = round(peak_rss_mb())
-    report["rows"] = rows
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print("\n| measure | " + " | ".join(f"{style} median | p90" for style in styles) + " |")
-    print("|---|" + "---|---|" * len(styles))
-    for key, label in [("retrieval_s", "retrieval (s)"), ("first_token_s", "first piece shown (s)"),
-                       ("decode_tok_s", "decode (tokens/s)"), ("tokens", "tokens shown per answer"),
-                       ("total_s", "total answer (s)")]:
-        cells = " | ".join(f"{report['styles'][s][key]['median']} | {report['styles'][s][key]['p90']}"
-                           for s in styles)
-        print(f"| {label} | {cells} |")
-    for style, medians in report["total_s_median_by_language"].items():
-        print(f"{style}: median answer " + ", ".join(f"{lang} {m} s" for lang, m in medians.items()))
-    print(f"\nload {report['load_s']} s (embedder, index build, generator); peak RSS {report['peak_rss_mb']} MB"
-          + (f"; preparation {report['prepare_s']} s" if "prepare_s" in report else "")
-          + (f"; {report['translated_sentences']} sentences translated ahead in {report['prepare_translations_s']} s"
-             if "prepare_translations_s" in report else ""))
+        for model in PACKAGED.values():  # not timed: done once per machine
+            prepare_gguf(settings.cache_dir, model, progress=False)
+        questions = QUESTIONS if args.quick else QUESTIONS * args.runs
+        stacks: dict[str, dict] = {}
+        stacks["default"], prompts = run_stack(settings, questions, "default")
+        gguf = prepare_gguf(settings.cache_dir, PACKAGED[settings.llm], progress=False) \
+            if settings.llm in PACKAGED else None
+        reader_prompts = prompts[-len(questions):] if len(prompts) >= len(questions) else prompts
+        if gguf is not None:
+            stacks["peer"] = run_peer(gguf, reader_prompts, len(questions), threads=None)
+        if not args.quick:
+            if gguf is not None:
+                stacks["peer, 2 threads"] = run_peer(gguf, reader_prompts, len(questions), threads=os.cpu_count())
+            for model in PACKAGED:
+                for engine in ("llama.cpp", "transformers"):
+                    if model == settings.llm and engine == settings.engine:
+                        continue
+                    stacks[f"{model} {engine}"] = run_in_child(model, engine, questions)
+    report = {"cpu": cpu(), "python": platform.python_version(),
+              "settings": {"llm": settings.llm, "engine": settings.engine, "answer_style": settings.answer_style,
+                           "threads": settings.threads, "embedder": settings.embedder},
+              **stacks}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"CPU: {report['cpu']['model']} ({report['cpu'].get('cores')} cores; {' '.join(report['cpu']['flags'])})")
+    print(table({k: v for k, v in stacks.items()}))
     return 0
+
+
+CHILD = r'''
+import json, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from bench.latency import run_stack, QUESTIONS
+from qa.settings import Settings
+with tempfile.TemporaryDirectory() as index_dir:
+    settings = Settings.from_env(index_dir=Path(index_dir), llm=sys.argv[1], engine=sys.argv[2])
+    summary, _ = run_stack(settings, json.loads(sys.argv[3]), f"{sys.argv[1]} {sys.argv[2]}")
+print(json.dumps(summary))
+'''
+
+
+def run_in_child(model: str, engine: str, questions: list) -> dict:
+    """One stack in its own process, so its peak memory is its own."""
+    out = subprocess.run([sys.executable, "-c", CHILD, model, engine, json.dumps(questions),
+                          str(Path(__file__).resolve().parent.parent)],
+                         capture_output=True, text=True, check=True)
+    sys.stderr.write(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -312,6 +312,8 @@ class Outcome:
     retrieval_hits: tuple[bool, ...] = ()  # per retrieved passage, best first
     total_s: float = math.nan
     first_token_s: float = math.nan
+    own_words: bool = False  # correct with the quoted material removed: the answer says it itself
+    words: int = 0  # the answer's length in words, markers and quotes included
 
     @property
     def cited_evidence(self) -> bool:
@@ -458,6 +460,27 @@ def retrieval_summary(rankings: Sequence[Sequence[bool]]) -> dict[str, float]:
     return summary
 
 
+_QUOTED = re.compile(r"«[^»]*»|“[^”]*”|\"[^\"]*\"")
+
+
+def unquoted(text: str) -> str:
+    """`text` without the material it quotes.
+
+    >>> unquoted('D’après les sources : « Qwen compte 100 000 modèles. » [1] Soit 100 000 [1].')
+    'D’après les sources :  [1] Soit 100 000 [1].'
+    """
+    return _QUOTED.sub("", text)
+
+
+def own_words_rate(outcomes: Sequence[Outcome]) -> float:
+    """Share of answerable questions whose answer states the gold outside quoted material.
+
+    >>> own_words_rate([Outcome("a", "fr", True, False, own_words=True), Outcome("b", "fr", True, False)])
+    0.5
+    """
+    return mean(float(o.own_words) for o in outcomes if o.answerable)
+
+
 def summarize(outcomes: Sequence[Outcome]) -> dict[str, float]:
     """Every metric of the test set over a group of outcomes."""
     rankings = [o.retrieval_hits for o in outcomes if o.answerable]
@@ -475,6 +498,8 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, float]:
         "abstention_recall": abstention_recall(outcomes),
         "false_abstention": false_abstention_rate(outcomes),
         "language_match": language_match_rate(outcomes),
+        "own_words": own_words_rate(outcomes),
+        "answer_words_median": median(o.words for o in outcomes if o.answerable and not o.abstained),
         **latency_summary(outcomes),
     }
 
@@ -516,6 +541,8 @@ def judge(row: Mapping, item: TestItem) -> Outcome:
                              for p in row.get("ranking", [])),
         total_s=float(timings.get("total_s", math.nan)),
         first_token_s=float(timings.get("first_token_s", math.nan)),
+        own_words=not abstained and answer_matches(strip_markers(unquoted(row["answer"])), item.answer_groups),
+        words=len(row["answer"].split()),
     )
 
 

@@ -45,9 +45,10 @@ from qa.prompting import (
     sanitize,
     translation_messages,
 )
+from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever, anchors, fold, tokenize
 from qa.settings import Settings
-from qa.types import Answer, Citation, Language
+from qa.types import Answer, Citation, Language, Passage, Preview
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w+")
@@ -355,6 +356,31 @@ class TranslationMemory:
             log.warning("translation memory %s can't be written (%s): kept in memory only", self.path, error)
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """What the answer styles share about one question: its passages and embedding functions
+    (passage sentences embedded once per question)."""
+
+    question: str
+    language: Language
+    passages: list[Passage]
+    embed_passages: Callable[[list[str]], np.ndarray]
+    embed_query: Callable[[list[str]], np.ndarray]
+
+
+_Result = tuple[str, list[Citation], bool, str]  # text, citations, abstained, the model's draft
+_LEADS = {*QUOTE_LEAD.values(), *TRANSLATED_LEAD.values(), *ANSWER_PREFIX.values()}
+
+
+def _drain(pieces: Generator_[str, None, list[Citation]]) -> list[Citation]:
+    """Run `pieces` to its end, unshown, for its return value."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as stop:
+            return stop.value
+
+
 @dataclass
 class Pipeline:
     """Loads its parts lazily, once; `stream` and `ask` answer questions."""
@@ -375,10 +401,12 @@ class Pipeline:
         if self.index is None:
             self.index = open_index(s, self.embedder, progress=self.progress)
         if self.generator is None:
-            self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads,
+            self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads, engine=s.engine,
                                             progress=self.progress)
         if hasattr(self.generator, "load"):
             self.generator.load()
+        if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
+            self.generator.warm(reader_messages("", "en", [])[:-1])  # the reader's fixed beginning
         if self.translations is None:
             self.translations = TranslationMemory(
                 translation_memory_path(s.cache_dir, getattr(self.generator, "name", "model")))
@@ -415,14 +443,19 @@ class Pipeline:
     def models(self) -> dict[str, str]:
         return {"embedder": getattr(self.embedder, "name", "?"), "llm": getattr(self.generator, "name", "?")}
 
-    def stream(self, question: str, top_k: int | None = None) -> Iterator[str | Answer]:
-        """Yield pieces of the answer as it is written, then the verified `Answer`.
+    def stream(self, question: str, top_k: int | None = None) -> Iterator[str | Preview | Answer]:
+        """Yield the answer as it is written, then the verified `Answer`.
 
-        Generative style: the pieces are the model's draft, which verification may then trim.
-        Extractive style: the draft only decides whether the sources answer (it isn't shown);
-        the pieces are the answer itself, quoted or translated evidence, or the abstention.
-        Either style: a question that no sentence of the passages relates to is told it is off
-        the documents' subject, without asking the model.
+        The stages: understand the question (language), retrieve passages, rank their sentences
+        as evidence, then one of the answer styles (`ANSWER_STYLES`) drafts, checks and presents:
+        - direct: the best evidence at once (a `Preview`), then the model's own answer read
+          from the evidence sentences, streamed; claims its check refutes are dropped, and when
+          none is left the best evidence is quoted (or the answer declined);
+        - extractive: quoted or translated evidence; the model's hidden draft only decides
+          whether the sources answer when the evidence is weak;
+        - generative: the model's draft from whole passages, which verification may then trim.
+        Any style: a question that no sentence of the passages relates to is told it is off the
+        documents' subject, without asking the model.
         """
         question = validate_question(question, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
@@ -431,67 +464,31 @@ class Pipeline:
         language: Language = detect_language(question, default="fr")
         passages = self._retriever.retrieve(question, language, top_k)
         retrieved = time.perf_counter()
-        extractive = self.settings.answer_style == "extractive"
         first_piece: list[float] = []
 
-        def shown(pieces: Iterator[str]):  # passes pieces (and the return value) through, timed
+        def shown(pieces: Iterator[str | Preview]):  # passes pieces (and the return value) through, timed
             while True:
                 try:
                     piece = next(pieces)
                 except StopIteration as stop:
                     return stop.value
-                if not first_piece and piece.strip(" “”«»\u00a0"):  # an opening quote mark isn't content
+                if not first_piece and (isinstance(piece, Preview) or (  # fixed text isn't content
+                        piece.strip(" “”«»\u00a0") and piece not in _LEADS)):
                     first_piece.append(time.perf_counter())
                 yield piece
 
-        def model_pieces(frame: Language, budget: int) -> Iterator[str]:  # the draft, prompted in `frame`
-            return self.generator.stream(build_messages(question, frame, passages), budget,
-                                         prefix=ANSWER_PREFIX[frame])
-
-        embed_passages = remembering(lambda texts: self.embedder.embed_batch(texts, "passage"))
-
-        def embed_query(texts: list[str]) -> np.ndarray:
-            return self.embedder.embed_batch(texts, "query")
-
-        ranked = rank_sentences(question, language, passages, embed_query, embed_passages)
-        draft = ""
+        turn = _Turn(question, language, list(passages),
+                     remembering(lambda texts: self.embedder.embed_batch(texts, "passage")),
+                     lambda texts: self.embedder.embed_batch(texts, "query"))
+        ranked = rank_sentences(question, language, passages, turn.embed_query, turn.embed_passages)
         if not ranked or max(e.cosine for e in ranked) < OFF_TOPIC_COSINE:  # about something else
-            text, citations, abstained = OFF_TOPIC[language], [], True
-            yield from shown(iter([text]))
-        elif extractive:
-            # Strength is judged on the scorer's own ranking, which its threshold was set on: the
-            # rerank chooses what to quote (a likelier sentence may score lower), not whether.
-            confident = strong(select(ranked))
-            evidence = select(self._reranked(question, language, ranked))
-            unsupported = False
-            if not confident:  # only then can the model's checked draft change the decision
-                # The draft is never shown: it is prompted in the best sentence's language, where
-                # the 0.5B model extracts content instead of restating an English question (README).
-                frame = ranked[0].language
-                budget = min(self.settings.max_new_tokens, HIDDEN_DRAFT_TOKENS)
-                draft = "".join([ANSWER_PREFIX[frame], *model_pieces(frame, budget)]).strip()
-                _, _, unsupported = self.verify(question, frame, draft, passages, embed_passages)
-            abstained = not answerable(question, unsupported, evidence, declined=is_abstention(draft),
-                                       confident=confident)
-            if abstained:
-                text, citations = ABSTENTION[language], []
-                yield from shown(iter([text]))
-            else:
-                evidence = with_parts(question, language, passages, evidence, embed_query, embed_passages)
-                lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
-                parts: list[str] = [lead]
-                yield lead  # fixed text: the first token counts from the quote or translation
-                citations = yield from shown(self._quote(evidence, language, parts))
-                text = "".join(parts)
+            yield from shown(iter([OFF_TOPIC[language]]))
+            result = (OFF_TOPIC[language], [], True, "")
         else:
-            prefix = ANSWER_PREFIX[language]
-            draft_parts: list[str] = [prefix]
-            yield prefix  # put in the model's mouth: the first token is the model's
-            for piece in shown(iter(model_pieces(language, self.settings.max_new_tokens))):
-                draft_parts.append(piece)
-                yield piece
-            draft = "".join(draft_parts).strip()
-            text, citations, abstained = self.verify(question, language, draft, passages, embed_passages)
+            style = {"direct": self._direct, "extractive": self._extractive,
+                     "generative": self._generative}[self.settings.answer_style]
+            result = yield from shown(style(turn, ranked))
+        text, citations, abstained, draft = result
         done = time.perf_counter()
         yield Answer(
             question=question, language=language, text=text, abstained=abstained,
@@ -501,6 +498,85 @@ class Pipeline:
                      "total_s": done - started},
             models=self.models(), draft=draft,
         )
+
+    def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
+        """The direct style: show the best evidence, let the model answer from the evidence
+        sentences (`qa.reader`), keep the claims its check supports."""
+        question, language = turn.question, turn.language
+        best = select(ranked)
+        yield Preview(language, tuple(self._evidence_citation(e) for e in best))
+        messages = reader_messages(question, language, reading_list(ranked))
+        pieces: list[str] = []
+        held: list[str] = []  # the reply's start, held until it can't be "NOT FOUND"
+        for piece in self.generator.stream(messages, self.settings.max_new_tokens):
+            pieces.append(piece)
+            if held is not None:
+                held.append(piece)
+                start = "".join(held).lstrip()
+                if len(start) < len(NOT_FOUND) and NOT_FOUND.startswith(start.upper()):
+                    continue
+                if is_not_found(start):
+                    break
+                piece, held = start, None
+            yield piece
+        draft = "".join(pieces).strip()
+        if not draft or is_not_found(draft):
+            text = ABSTENTION[language]
+            yield ("\n" if pieces and held is None else "") + text
+            return text, [], True, draft
+        text, citations, abstained = self.verify(question, language, draft, turn.passages, turn.embed_passages)
+        if abstained and strong(best):  # nothing of the answer held up: the evidence speaks
+            parts: list[str] = []
+            citations = _drain(self._quote(best, language, parts))  # shown with the checked answer
+            text, abstained = "".join(parts).strip(), False
+        return text, citations, abstained, draft
+
+    def _extractive(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str, None, _Result]:
+        """The extractive style: the evidence sentences quoted (or translated); the model's
+        hidden draft decides whether to answer only when the evidence is weak."""
+        question, language = turn.question, turn.language
+        # Strength is judged on the scorer's own ranking, which its threshold was set on: the
+        # rerank chooses what to quote (a likelier sentence may score lower), not whether.
+        confident = strong(select(ranked))
+        evidence = select(self._reranked(question, language, ranked))
+        unsupported = False
+        draft = ""
+        if not confident:  # only then can the model's checked draft change the decision
+            # The draft is never shown: it is prompted in the best sentence's language, where
+            # the 0.5B model extracts content instead of restating an English question (docs/quality.md).
+            frame = ranked[0].language
+            budget = min(self.settings.max_new_tokens, HIDDEN_DRAFT_TOKENS)
+            pieces = self.generator.stream(build_messages(question, frame, turn.passages), budget,
+                                           prefix=ANSWER_PREFIX[frame])
+            draft = "".join([ANSWER_PREFIX[frame], *pieces]).strip()
+            _, _, unsupported = self.verify(question, frame, draft, turn.passages, turn.embed_passages)
+        if not answerable(question, unsupported, evidence, declined=is_abstention(draft), confident=confident):
+            yield ABSTENTION[language]
+            return ABSTENTION[language], [], True, draft
+        evidence = with_parts(question, language, turn.passages, evidence, turn.embed_query, turn.embed_passages)
+        parts: list[str] = []
+        citations = yield from self._quote(evidence, language, parts)
+        return "".join(parts), citations, False, draft
+
+    def _generative(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str, None, _Result]:
+        """The generative style: the model's draft from whole passages, then verified."""
+        question, language = turn.question, turn.language
+        prefix = ANSWER_PREFIX[language]
+        draft_parts: list[str] = [prefix]
+        yield prefix  # put in the model's mouth: the first token is the model's
+        for piece in self.generator.stream(build_messages(question, language, turn.passages),
+                                           self.settings.max_new_tokens, prefix=prefix):
+            draft_parts.append(piece)
+            yield piece
+        draft = "".join(draft_parts).strip()
+        text, citations, abstained = self.verify(question, language, draft, turn.passages, turn.embed_passages)
+        return text, citations, abstained, draft
+
+    @staticmethod
+    def _evidence_citation(e: Evidence) -> Citation:
+        chunk = e.passage.chunk
+        return Citation(n=e.passage.n, chunk=chunk, quote=e.text, quote_start=chunk.start + e.start,
+                        quote_end=chunk.start + e.end, support=1.0)
 
     def _reranked(self, question: str, language: Language, ranked: list[Evidence]) -> list[Evidence]:
         """`ranked` reranked by the model's likelihood of the question given each of the best
@@ -517,16 +593,16 @@ class Pipeline:
 
     def _quote(self, evidence: Sequence[Evidence], language: Language,
                parts: list[str]) -> Generator_[str, None, list[Citation]]:
-        """Yield the extractive answer after its lead, piece by piece (also appended to `parts`):
+        """Yield the extractive answer, its lead then piece by piece (also appended to `parts`):
         each evidence sentence quoted, or translated by the model when it is in another language;
         return the citations, one per cited passage (quoting its first evidence sentence)."""
         citations: dict[int, Citation] = {}
         opening, closing = QUOTES[language]
+        lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
+        parts.append(lead)
+        yield lead
         for e in evidence:
-            chunk = e.passage.chunk
-            citation = Citation(n=e.passage.n, chunk=chunk, quote=e.text,
-                                quote_start=chunk.start + e.start, quote_end=chunk.start + e.end,
-                                support=1.0)
+            citation = self._evidence_citation(e)
             piece = f" {opening}"
             parts.append(piece)
             yield piece

@@ -48,6 +48,14 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """The best evidence, shown at once while the model writes the answer."""
+
+    language: Language
+    citations: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     language: Language

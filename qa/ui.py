@@ -18,7 +18,7 @@ from qa.errors import CorpusError
 from qa.index import extend_index
 from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
 from qa.pipeline import Pipeline
-from qa.types import Answer, Chunk, Document, Language, Passage
+from qa.types import Answer, Chunk, Document, Language, Passage, Preview
 
 Progress = Callable[..., object]  # progress(fraction, desc=...): gr.Progress fits
 
@@ -375,6 +375,16 @@ def sources_html(answer: Answer | None, language: Language = "fr") -> str:
         parts.append(f'<details class="qa-others"><summary>{esc(t["others"])} ({len(rest)})'
                      f'</summary>{cards}</details>')
     return f'<div class="qa-sources">{"".join(parts)}</div>'
+
+
+def preview_html(preview: Preview) -> str:
+    """The sources panel while the model writes: the best evidence, its sentence in `<mark>`."""
+    t = TEXT[preview.language]
+    parts = [f'<div class="qa-sources-title">{esc(t["sources"])}</div>']
+    for c in preview.citations:
+        start, end = quote_span(c.quote, c.quote_start, c.quote_end, c.chunk)
+        parts.append(_passage_card(c.n, c.chunk, preview.language, highlight(c.chunk.text, start, end), cited=True))
+    return f'<div class="qa-sources qa-preview">{"".join(parts)}</div>'
 
 
 def documents_html(base_names: Sequence[str], session: Session) -> str:

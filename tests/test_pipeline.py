@@ -18,7 +18,8 @@ from qa.pipeline import (
     translation_memory_path,
 )
 from qa.prompting import ANSWER_PREFIX
-from qa.types import Answer, Chunk, Passage
+from qa import reader
+from qa.types import Answer, Chunk, Passage, Preview
 from tests.fakes import FakeEmbedder, FakeGenerator
 
 
@@ -310,7 +311,7 @@ def test_an_unreadable_translation_memory_is_started_afresh(settings, model_alwa
 def test_unknown_answer_style_is_refused(settings):
     from qa.errors import SettingsError
 
-    with pytest.raises(SettingsError, match="answer_style must be one of extractive, generative"):
+    with pytest.raises(SettingsError, match="answer_style must be one of direct, extractive, generative"):
         settings.with_(answer_style="poetic")
 
 
@@ -466,3 +467,48 @@ def test_the_hidden_draft_is_shorter_than_a_shown_one(settings, monkeypatch, sty
     pipeline.ask(QWEN_FR)
     assert HIDDEN_DRAFT_TOKENS < 64
     assert budgets == [HIDDEN_DRAFT_TOKENS if style == "extractive" else 64]
+
+
+# The direct style: the model's own answer from the evidence sentences (qa.reader).
+
+
+def test_direct_style_shows_the_best_evidence_first_then_the_checked_answer(settings):
+    pipeline = make(settings, "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].", style="direct")
+    events = list(pipeline.stream("Combien de modèles dérivés ont été construits sur Qwen ?"))
+    assert isinstance(events[0], Preview) and "100 000" in events[0].citations[0].quote
+    answer = events[-1]
+    assert not answer.abstained and answer.text.startswith("Plus de 100 000")
+    assert answer.citations and "100 000" in answer.citations[0].quote
+    messages = pipeline.generator.messages[0]
+    assert messages[:-1] == reader.reader_messages("", "fr", [])[:-1]  # fixed text first: its KV cache is reused
+    assert "100 000" in messages[-1]["content"] and "Combien" in messages[-1]["content"]
+
+
+def test_direct_style_reads_sentences_not_whole_passages(settings):
+    pipeline = make(settings, "NOT FOUND", style="direct")
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    prompt = pipeline.generator.messages[0][-1]["content"]
+    whole = sum(len(p.chunk.text) for p in answer.passages)
+    assert len(prompt) < whole
+
+
+@pytest.mark.parametrize("reply", ["NOT FOUND", "NOT FOUND.", "not found"])
+def test_direct_style_declines_in_the_question_language_when_the_model_finds_nothing(settings, reply):
+    pipeline = make(settings, reply, style="direct")
+    pieces, answer = run(pipeline, "Who is the CEO of Alibaba?")
+    assert answer.abstained and answer.text == ABSTENTION["en"] and answer.citations == ()
+    assert "NOT" not in "".join(pieces)  # the model's marker is never shown
+
+
+def test_direct_style_drops_a_swapped_attribution(settings):
+    pipeline = make(settings, "Qwen a été développé par Tencent [1].", style="direct")
+    answer = pipeline.ask("Quelle entreprise a développé Qwen ?")
+    assert "développé par Tencent" not in answer.text
+
+
+def test_direct_style_falls_back_to_the_quote_when_no_claim_holds_up(settings, monkeypatch):
+    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
+    assert "250 000" not in answer.text and "100 000" in answer.text
