@@ -285,10 +285,12 @@ def build_demo(engine: Engine) -> gr.Blocks:
                                                label="Longueur max de la réponse (tokens) · "
                                                      "Answer length (tokens)")
                     answer_style = gr.Radio(
-                        [("Phrases des sources, citées (ou traduites) · The sources' sentences, "
+                        [("Réponse directe du modèle, vérifiée, le meilleur passage d’abord · The "
+                          "model's direct answer, checked, the best evidence first", "direct"),
+                         ("Phrases des sources, citées (ou traduites) · The sources' sentences, "
                           "quoted (or translated)", "extractive"),
-                         ("Réponse rédigée par le modèle, vérifiée · The model's own answer, "
-                          "checked", "generative")],
+                         ("Réponse du modèle sur les passages entiers, vérifiée · The model's "
+                          "answer from whole passages, checked", "generative")],
                         value=settings.answer_style, elem_id="qa-style",
                         label="Style de réponse · Answer style")
                     gr.Markdown(engine.models_line(), elem_id="qa-models")

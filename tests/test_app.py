@@ -84,6 +84,17 @@ def test_extractive_answer_streams_the_quoted_evidence_not_the_draft(settings):
     assert "100 000 modèles dérivés" in outputs[-1][1].split("<mark>")[1].split("</mark>")[0]
 
 
+def test_direct_answer_shows_the_best_evidence_before_the_model_writes(settings):
+    engine = make_engine(settings.with_(answer_style="direct"), "Plus de 100 000 modèles dérivés [1].")
+    outputs = ask(engine, QWEN)
+    first_sources = next(sources for history, sources, *_ in outputs if "qa-preview" in sources)
+    index = next(i for i, (_, sources, *_) in enumerate(outputs) if "qa-preview" in sources)
+    assert "100 000 modèles dérivés" in first_sources.split("<mark>")[1].split("</mark>")[0]
+    assert not text_of(outputs[index][0][-1]["content"]).removesuffix(ui.CURSOR).strip()  # nothing written yet
+    final = text_of(last_message(outputs))
+    assert final.startswith("Plus de 100 000 modèles dérivés") and "«" not in final
+
+
 def test_the_answer_style_setting_is_honoured_per_request(settings):
     engine = make_engine(settings, QWEN_REPLY, QWEN_REPLY)
     quoted = text_of(last_message(list(app.chat(engine, QWEN, [], None, 4, 64, "extractive"))))
