@@ -106,13 +106,15 @@ def misattributed(claim: str, source: str) -> bool:
     False
     >>> misattributed("Qwen and Hunyuan come from Alibaba and Tencent [1].", source)
     False
+    >>> misattributed("DeepSeek is owned by Moonshot AI.", "…comme Kimi K2 de Moonshot AI et DeepSeek R1.")
+    True
     """
     cuts = [m.start() for m in _LIST_SEPARATOR.finditer(source)]
     item: dict[str, int] = {}
     members: dict[int, set[str]] = {}
     for start, end in anchor_spans(source):
         for word in _WORDS.findall(fold(source[start:end])):
-            if len(word) > 2 and not word.isdigit():
+            if not word.isdigit() and (len(word) > 2 or any(c.isdigit() for c in word)):  # "Qwen", "R1"
                 item.setdefault(word, bisect(cuts, start))
                 members.setdefault(bisect(cuts, start), set()).add(word)
     bare = strip_markers(claim)
@@ -292,6 +294,8 @@ class SupportChecker:
                     kept.append(self._citation(n, support))
                 else:
                     rejected.append(n)
+            if not kept and len(cited) > 1:  # "A [1] et B [2]": each part supported by one of them
+                kept = self._jointly(bare, question, language, cited)
             if not kept:
                 scored = [(self.score(claim, language, vector, n, bare), n) for n in self.passages]
                 if scored:
@@ -300,6 +304,23 @@ class SupportChecker:
                         kept.append(self._citation(n, support))
             results.append((strip_markers(sentence), kept, rejected))
         return results
+
+    def _jointly(self, bare: str, question: str, language: Language, cited: list[int]) -> list[Citation]:
+        """Citations for a sentence whose parts (split at "et", "and", ";") are each supported by
+        one of the `cited` passages; [] when a part is supported by none."""
+        parts = [p.strip(" ,;.") for p in re.split(r";|\s(?:et|and)\s", bare) if p.strip(" ,;.")]
+        if len(parts) < 2:
+            return []
+        claims = [self.claims(p, question) for p in parts]
+        kept: dict[int, Citation] = {}
+        for part, vector in zip(parts, self.embed(claims), strict=True):
+            claim = self.claims(part, question)
+            support, n = max(((self.score(claim, language, vector, n, part), n) for n in cited),
+                             key=lambda pair: pair[0].score)
+            if support.score < 0.5:
+                return []
+            kept.setdefault(n, self._citation(n, support))
+        return sorted(kept.values(), key=lambda c: c.n)
 
     def _citation(self, n: int, support: Support) -> Citation:
         chunk = self.passages[n].chunk

@@ -100,3 +100,22 @@ def test_reply_likelihoods_are_each_conversations_own_log_probability(real_setti
         logprobs = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)
         alone.append(float(logprobs[torch.arange(len(answer)), answer].mean()))
     assert batched == pytest.approx(alone, abs=0.02)
+
+
+@pytest.mark.slow
+def test_the_fast_engine_answers_like_the_reference_engine(real_settings, tmp_path):
+    """llama.cpp over the GGUF and transformers over its bf16 copy, same model, same questions, in
+    the direct style: the same decision, the same figures, the same cited passages."""
+    from qa.citations import numbers
+    from qa.pipeline import Pipeline
+
+    settings = real_settings.with_(llm="qwen2.5-coder-0.5b", answer_style="direct", index_dir=tmp_path / "index")
+    fast = Pipeline(settings.with_(engine="llama.cpp")).load()
+    reference = Pipeline(settings.with_(engine="transformers"), embedder=fast.embedder, index=fast.index).load()
+    for question in ("Combien de modèles dérivés ont été construits sur Qwen ?",
+                     "When was the US AI Action Plan published?",
+                     "Quel salaire exact DeepSeek propose-t-il ?"):
+        a, b = fast.ask(question), reference.ask(question)
+        assert a.abstained == b.abstained, (question, a.text, b.text)
+        assert numbers(a.text) == numbers(b.text), (question, a.text, b.text)
+        assert {c.n for c in a.citations} == {c.n for c in b.citations}, (question, a.text, b.text)

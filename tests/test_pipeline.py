@@ -506,9 +506,21 @@ def test_direct_style_drops_a_swapped_attribution(settings):
     assert "développé par Tencent" not in answer.text
 
 
-def test_direct_style_falls_back_to_the_quote_when_no_claim_holds_up(settings, monkeypatch):
+def test_direct_style_declines_when_no_claim_holds_up_even_with_strong_evidence(settings, monkeypatch):
     monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
     pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
-    assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
-    assert "250 000" not in answer.text and "100 000" in answer.text
+    assert answer.abstained and answer.text == ABSTENTION["fr"] and "250 000" in answer.draft
+
+
+def test_a_sentence_citing_two_passages_is_kept_when_each_part_holds_in_one(settings):
+    question = "Combien de modèles compte Qwen, et quand le plan d'action américain a-t-il été publié ?"
+    passages = make(settings, "NOT FOUND", style="direct").ask(question).passages
+    qwen = next(p.n for p in passages if "100 000" in p.chunk.text)
+    plan = next(p.n for p in passages if "juillet 2025" in p.chunk.text and p.n != qwen)
+    pipeline = make(settings, "Qwen compte plus de 100 000 modèles dérivés et le plan d’action américain a été "
+                              f"publié en juillet 2025 [{qwen}][{plan}].", style="direct")
+    answer = pipeline.ask(question)
+    assert not answer.abstained and "juillet 2025" in answer.text
+    quotes = " ".join(c.quote for c in answer.citations)
+    assert "100 000" in quotes and "juillet 2025" in quotes
