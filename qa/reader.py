@@ -58,10 +58,37 @@ EXAMPLES = [
 ]
 
 
+_BULLET = re.compile(r"^\s*(?:[-–—•*▪◦·]|\d{1,2}[.)])\s")
+LIST_ITEMS = 8  # at most this many items of a list come with a heading or an item chosen
+
+
+def _with_context(texts: Sequence[str], k: int, following: int) -> set[int]:
+    """Sentence `k` and the `following` ones; a list it heads or belongs to (items start with a
+    bullet or a number), with the heading before the list, at most LIST_ITEMS items.
+
+    >>> texts = ["Intro.", "Qui est concerné ?", "- les parents ;", "- les grands-parents.", "Fin."]
+    >>> sorted(_with_context(texts, 1, 1)), sorted(_with_context(texts, 3, 0))
+    ([1, 2, 3], [1, 2, 3])
+    """
+    chosen = set(range(k, min(len(texts), k + 1 + following)))
+    bullet = [bool(_BULLET.match(t)) for t in texts]
+    start = k
+    if bullet[k]:
+        while start > 0 and bullet[start - 1] and k - start < LIST_ITEMS:
+            start -= 1
+        if start > 0:
+            chosen.add(start - 1)  # the heading or sentence that introduces the list
+    end = k + 1
+    while end < len(texts) and bullet[end] and end - start <= LIST_ITEMS:
+        end += 1
+    return chosen | set(range(start, end))
+
+
 def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES,
                  following: int = FOLLOWING) -> list[tuple[int, str]]:
     """(passage number, text) for each passage the model reads: its best-ranked sentences among
-    the first `read` of `ranked`, each with the `following` sentences after it, in reading order.
+    the first `read` of `ranked`, each with the `following` sentences after it (and the list it
+    heads or belongs to), in reading order.
 
     >>> from qa.types import Chunk, Passage
     >>> p = Passage(1, Chunk("d#0", "d", "d.txt", 0, 23, "Aa un. Bb deux. Cc trois.", "fr"), 1.0, 1.0)
@@ -77,19 +104,31 @@ def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES,
         starts = [s for s, _ in spans]
         if e.start not in starts:
             continue
-        k = starts.index(e.start)
+        texts = [e.passage.chunk.text[s:t] for s, t in spans]
         passages[e.passage.n] = (e.passage, spans)
-        chosen.setdefault(e.passage.n, set()).update(range(k, min(len(spans), k + 1 + following)))
+        chosen.setdefault(e.passage.n, set()).update(_with_context(texts, starts.index(e.start), following))
     out = []
     for n in sorted(chosen):
         passage, spans = passages[n]
         text = passage.chunk.text
-        out.append((n, " ".join(" ".join(text[s:e].split()) for s, e in (spans[k] for k in sorted(chosen[n])))))
+        lines = [" ".join(text[s:e].split()) for s, e in (spans[k] for k in sorted(chosen[n]))]
+        out.append((n, _join(lines)))
+    return out
+
+
+def _join(lines: Sequence[str]) -> str:
+    """Sentences joined by spaces, list items and headings kept on lines of their own."""
+    out = ""
+    for line in lines:
+        if out and (_BULLET.match(line) or out.endswith(("?", ":")) or _BULLET.match(out.rsplit("\n", 1)[-1])):
+            out += "\n" + line
+        else:
+            out += (" " if out else "") + line
     return out
 
 
 def _user(question: str, language: Language, reading: Sequence[tuple[int, str]]) -> str:
-    listed = "\n".join(f"[{n}] {sanitize(text)}" for n, text in reading)
+    listed = "\n".join(f"[{n}] " + "\n".join(sanitize(line) for line in text.split("\n")) for n, text in reading)
     return f"Sources:\n{listed}\n\nQuestion: {sanitize(question)}\n{ANSWER_IN[language]}"
 
 
