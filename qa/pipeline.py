@@ -128,21 +128,30 @@ def adds_content(sentence: str, question: str, language: Language) -> bool:
 
 
 
-def remembering(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+# Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
+# passages come back, and embedding their sentences was most of the time before the evidence.
+REMEMBERED_SENTENCES = 20_000
+
+
+def remembering(embed: Callable[[list[str]], np.ndarray], vectors: dict[str, np.ndarray] | None = None,
+                limit: int = REMEMBERED_SENTENCES) -> Callable[[list[str]], np.ndarray]:
     """`embed`, embedding each distinct text once: the evidence scorer and the draft check read
-    the same sentences of the same passages.
+    the same sentences of the same passages. `vectors` (shared between calls, at most `limit`
+    texts: the oldest go first) keeps them across questions.
 
     >>> calls = []
     >>> embed = remembering(lambda texts: calls.append(texts) or np.ones((len(texts), 2)))
     >>> embed(["a", "b"]).shape, embed(["b", "c"]).shape, calls
     ((2, 2), (2, 2), [['a', 'b'], ['c']])
     """
-    vectors: dict[str, np.ndarray] = {}
+    vectors = {} if vectors is None else vectors
 
     def embed_once(texts: list[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in vectors))
         if missing:
             vectors.update(zip(missing, embed(missing), strict=True))
+            for old in list(vectors)[:max(0, len(vectors) - max(limit, len(texts)))]:
+                del vectors[old]
         if not texts:
             return embed([])
         return np.stack([vectors[t] for t in texts])
@@ -384,6 +393,7 @@ class Pipeline:
     _retriever: Retriever | None = None
     _warm: bool = False
     translations: TranslationMemory | None = None  # default: a file per model in the cache dir
+    _sentence_vectors: dict = field(default_factory=dict)  # passage sentences' vectors (remembering)
 
     def load(self) -> Pipeline:
         s = self.settings
@@ -424,7 +434,8 @@ class Pipeline:
         translation memory."""
         self.load()
         return Pipeline(self.settings, embedder=self.embedder, generator=self.generator,
-                        index=index, translations=self.translations).load()
+                        index=index, translations=self.translations,
+                        _sentence_vectors=self._sentence_vectors).load()
 
     @property
     def retriever(self) -> Retriever:
@@ -469,7 +480,7 @@ class Pipeline:
                 yield piece
 
         turn = _Turn(question, language, list(passages),
-                     remembering(lambda texts: self.embedder.embed_batch(texts, "passage")),
+                     remembering(lambda texts: self.embedder.embed_batch(texts, "passage"), self._sentence_vectors),
                      lambda texts: self.embedder.embed_batch(texts, "query"))
         ranked = rank_sentences(question, language, passages, turn.embed_query, turn.embed_passages)
         if not ranked or max(e.cosine for e in ranked) < OFF_TOPIC_COSINE:  # about something else
