@@ -189,6 +189,8 @@ class LlamaCppGenerator:
         prompt = self._format_turns(messages=messages).prompt
         tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         with self._lock:
+            if self._llm.n_tokens >= len(tokens) and list(self._llm._input_ids[:len(tokens)]) == tokens:
+                return  # already there
             self._llm.reset()
             self._llm.eval(tokens)
 

@@ -406,8 +406,6 @@ class Pipeline:
                                             progress=self.progress)
         if hasattr(self.generator, "load"):
             self.generator.load()
-        if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
-            self.generator.warm(reader_messages("", "en", [])[:-1])  # the reader's fixed beginning
         if self.translations is None:
             self.translations = TranslationMemory(
                 translation_memory_path(s.cache_dir, getattr(self.generator, "name", "model")))
@@ -417,6 +415,8 @@ class Pipeline:
         if not self._warm:  # lazy weights and the language detector: load now, not on the first question
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")
+            if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
+                self.generator.warm(reader_messages("", "en", [])[:-1])  # the reader's fixed beginning
             self._warm = True
         return self
 
