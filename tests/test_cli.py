@@ -37,6 +37,15 @@ def test_ask_streams_the_answer_and_lists_cited_sources(fakes, capsys):
     assert "100 000" in out and "Sources:" in out and "[[" in out  # the quote is marked
 
 
+def test_ask_in_the_direct_style_prints_the_best_evidence_before_the_answer(fakes, capsys, monkeypatch):
+    monkeypatch.setattr(qa.pipeline, "make_generator",
+                        lambda *a, **k: FakeGenerator("Plus de 100 000 modèles dérivés [1]."))
+    assert main(["ask", "Combien de modèles dérivés ont été construits sur Qwen ?", "--answer-style", "direct"]) == 0
+    out = capsys.readouterr().out
+    evidence, answer = out.index("Meilleur passage [1]"), out.index("Plus de 100 000 modèles dérivés [1].")
+    assert evidence < answer and "«\u00a0" in out[evidence:answer]
+
+
 def test_ask_json_prints_exactly_one_object(fakes, capsys):
     assert main(["ask", "Combien de modèles dérivés ont été construits sur Qwen ?", "--json"]) == 0
     out = capsys.readouterr().out
