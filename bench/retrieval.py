@@ -69,8 +69,9 @@ def collect(retriever: Retriever, cases, languages) -> list[Ranked]:
     return out
 
 
-def fused_flags(r: Ranked, weight: float) -> tuple[bool, ...]:
-    """Hit flags of the first RANKING_DEPTH passages, fused as `Retriever.retrieve` does."""
+def fused_flags(r: Ranked, weight: float, candidates: int | None = None) -> tuple[bool, ...]:
+    """Hit flags of the first RANKING_DEPTH passages, fused as `Retriever.retrieve` does, each
+    ranking cut to its first `candidates` passages (None: all)."""
     n = len(r.dense)
     if weight == 0:
         top = np.argsort(-r.dense, kind="stable")[:RANKING_DEPTH]
@@ -78,14 +79,22 @@ def fused_flags(r: Ranked, weight: float) -> tuple[bool, ...]:
         rest = np.setdiff1d(np.arange(n), r.lexical)
         top = np.concatenate([r.lexical, rest])[:RANKING_DEPTH]
     else:
-        score = 1.0 / (RRF_K + 1 + r.dense_pos)
-        score[r.lexical] += weight * r.factor / (RRF_K + 1 + np.arange(len(r.lexical)))
+        depth = n if candidates is None else candidates
+        score = np.where(r.dense_pos < depth, 1.0 / (RRF_K + 1 + r.dense_pos), 0.0)
+        lexical, factor = r.lexical[:depth], r.factor[:depth]
+        score[lexical] += weight * factor / (RRF_K + 1 + np.arange(len(lexical)))
         top = np.lexsort((-r.dense, -score))[:RANKING_DEPTH]
     return tuple(bool(r.hits[i]) for i in top)
 
 
+CANDIDATES = (1000, 200, 100, 50)
+
+
 def summaries(ranked: list[Ranked]) -> dict[str, dict[str, float]]:
-    return {label(w): retrieval_summary([fused_flags(r, w) for r in ranked]) for w in WEIGHTS}
+    out = {label(w): retrieval_summary([fused_flags(r, w) for r in ranked]) for w in WEIGHTS}
+    for c in CANDIDATES:  # the default weight, each ranking cut to c candidates
+        out[f"fused w=4, {c} candidates"] = retrieval_summary([fused_flags(r, 4.0, c) for r in ranked])
+    return out
 
 
 def label(weight: float) -> str:
@@ -266,7 +275,7 @@ def scale(args: argparse.Namespace) -> dict:
     import faiss
 
     from qa.embedding import make_embedder
-    from qa.index import Index, Manifest, embed_passages, load_index
+    from qa.index import Index, Manifest, embed_passages, load_index, vector_store
     from qa.settings import Settings
 
     settings = Settings.from_env(embedder=args.embedder)
@@ -334,7 +343,9 @@ def scale(args: argparse.Namespace) -> dict:
                             "", (), size, "")
         rss = _rss_mb()
         start = time.perf_counter()
-        retriever = Retriever(Index(manifest, tuple(texts), flat), embedder)
+        store = vector_store(vectors)  # what `qa index` builds at this size
+        row["store"] = "hnsw" if hasattr(store, "hnsw") else "flat"
+        retriever = Retriever(Index(manifest, tuple(texts), store), embedder)
         row["bm25_build_s"] = time.perf_counter() - start
         row["bm25_rss_mb"] = _rss_mb() - rss
         row["retrieve_ms"] = float(np.median([_median_ms(lambda q=q, r=retriever: r.retrieve(q, "en", 4), 1)
@@ -358,14 +369,14 @@ def print_scale(report: dict) -> None:
     best = max(e.values())
     print("\n| passages | build (embedding, extrapolated) | flat add | HNSW add | flat bytes/passage | "
           "HNSW bytes/passage | flat search k=10 | flat search k=all | BM25 build | "
-          "retrieve (embed + search + BM25 + fuse, median) | RSS |")
+          "retrieve (embed + search + BM25 + fuse, median; store) | RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report["sizes"]:
         n = r["passages"]
         print(f"| {n:,} | {n / best / 60:.0f} min | {r['flat_add_s'] * 1000:.0f} ms | {r['hnsw_add_s']:.1f} s | "
               f"{r['flat_bytes_per_passage']:.0f} | {r['hnsw_bytes_per_passage']:.0f} | "
               f"{r['flat_search_ms_k10']:.2f} ms | {r['flat_search_ms_all']:.1f} ms | {r['bm25_build_s']:.1f} s | "
-              f"{r['retrieve_ms']:.0f} ms | {r['rss_mb']:.0f} MB |")
+              f"{r['retrieve_ms']:.0f} ms ({r.get('store', 'flat')}) | {r['rss_mb']:.0f} MB |")
     print("\nHNSW (M=32) recall@10 against flat / search ms, by efSearch:")
     efs = list(report["sizes"][0]["hnsw"])
     print("| passages | " + " | ".join(f"ef={ef}" for ef in efs) + " |\n|---|" + "---|" * len(efs))
@@ -466,6 +477,19 @@ def print_thresholds(report: dict) -> None:
             print(f"    off-topic {c:.3f}  {q}")
 
 
+def print_candidates(report: dict) -> None:
+    key = [f"fused w=4, {c} candidates" for c in CANDIDATES]
+    print("\nMRR at w=4 with each ranking cut to N candidates (all = no cut):")
+    print("| embedder | set | part | all | " + " | ".join(str(c) for c in CANDIDATES) + " |")
+    print("|---|---|---|---|" + "---|" * len(CANDIDATES))
+    for embedder, data in report["embedders"].items():
+        for set_name, parts in data["sets"].items():
+            for part, r in parts.items():
+                if key[0] in r["modes"]:
+                    print(f"| {embedder} | {set_name} | {part} | {r['modes']['fused w=4']['mrr']:.3f} | "
+                          + " | ".join(f"{r['modes'][k]['mrr']:.3f}" for k in key) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -501,6 +525,7 @@ def main() -> None:
         else:
             report = quality(args)
         print_quality(report)
+        print_candidates(report)
     elif args.command == "thresholds":
         report = thresholds(args)
         print_thresholds(report)
