@@ -503,13 +503,16 @@ class Pipeline:
 
     def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
         """The direct style: show the best evidence, let the model answer from the evidence
-        sentences (`qa.reader`), keep the claims its check supports."""
+        sentences (`qa.reader`) and keep the claims its check supports. When no claim holds up,
+        or the model finds nothing, the extractive style's decision takes over: the evidence is
+        quoted when it is strong (and, for a figure question, holds a figure), else declined."""
         question, language = turn.question, turn.language
         best = select(ranked)
+        confident = strong(best)
         yield Preview(language, tuple(self._evidence_citation(e) for e in best))
         messages = reader_messages(question, language, reading_list(ranked))
         pieces: list[str] = []
-        held: list[str] = []  # the reply's start, held until it can't be "NOT FOUND"
+        held: list[str] | None = []  # the reply's start, held until it can't be "NOT FOUND"
         for piece in self.generator.stream(messages, self.settings.max_new_tokens):
             pieces.append(piece)
             if held is not None:
@@ -522,14 +525,18 @@ class Pipeline:
                 piece, held = start, None
             yield piece
         draft = "".join(pieces).strip()
-        if not draft or is_not_found(draft):
-            text = ABSTENTION[language]
-            yield ("\n" if pieces and held is None else "") + text
-            return text, [], True, draft
-        # nothing of the answer held up: declined. Quoting the best evidence instead answered 7
-        # of the test set's unanswerable questions and fixed none (docs/quality.md).
-        text, citations, abstained = self.verify(question, language, draft, turn.passages, turn.embed_passages)
-        return text, citations, abstained, draft
+        declined = not draft or is_not_found(draft)
+        unsupported = True
+        if not declined:
+            text, citations, unsupported = self.verify(question, language, draft, turn.passages, turn.embed_passages)
+            if not unsupported:
+                return text, citations, False, draft
+        if answerable(question, unsupported, best, declined=declined, confident=confident):
+            parts: list[str] = []
+            citations = yield from self._quote(best, language, parts, separate=held is None)
+            return "".join(parts).strip(), citations, False, draft
+        yield ("\n" if held is None else "") + ABSTENTION[language]
+        return ABSTENTION[language], [], True, draft
 
     def _extractive(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str, None, _Result]:
         """The extractive style: the evidence sentences quoted (or translated); the model's
@@ -591,16 +598,17 @@ class Pipeline:
             [question_messages(e.text, language) for e in head], sanitize(question))
         return rerank(ranked, likelihoods)
 
-    def _quote(self, evidence: Sequence[Evidence], language: Language,
-               parts: list[str]) -> Generator_[str, None, list[Citation]]:
+    def _quote(self, evidence: Sequence[Evidence], language: Language, parts: list[str],
+               separate: bool = False) -> Generator_[str, None, list[Citation]]:
         """Yield the extractive answer, its lead then piece by piece (also appended to `parts`):
         each evidence sentence quoted, or translated by the model when it is in another language;
-        return the citations, one per cited passage (quoting its first evidence sentence)."""
+        return the citations, one per cited passage (quoting its first evidence sentence).
+        `separate`: something was shown before: the lead starts a new line."""
         citations: dict[int, Citation] = {}
         opening, closing = QUOTES[language]
         lead = (TRANSLATED_LEAD if any(e.language != language for e in evidence) else QUOTE_LEAD)[language]
         parts.append(lead)
-        yield lead
+        yield ("\n" if separate else "") + lead
         for e in evidence:
             citation = self._evidence_citation(e)
             piece = f" {opening}"

@@ -493,7 +493,8 @@ def test_direct_style_reads_sentences_not_whole_passages(settings):
 
 
 @pytest.mark.parametrize("reply", ["NOT FOUND", "NOT FOUND.", "not found"])
-def test_direct_style_declines_in_the_question_language_when_the_model_finds_nothing(settings, reply):
+def test_direct_style_declines_in_the_question_language_when_the_model_finds_nothing(settings, reply,
+                                                                                    model_always_drafts):
     pipeline = make(settings, reply, style="direct")
     pieces, answer = run(pipeline, "Who is the CEO of Alibaba?")
     assert answer.abstained and answer.text == ABSTENTION["en"] and answer.citations == ()
@@ -506,8 +507,16 @@ def test_direct_style_drops_a_swapped_attribution(settings):
     assert "développé par Tencent" not in answer.text
 
 
-def test_direct_style_declines_when_no_claim_holds_up_even_with_strong_evidence(settings, monkeypatch):
+@pytest.mark.parametrize("reply", ["Qwen compte 250 000 modèles [1].", "NOT FOUND"])
+def test_direct_style_quotes_strong_evidence_when_the_model_fails(settings, monkeypatch, reply):
     monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    pipeline = make(settings, reply, style="direct")
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
+    assert "250 000" not in answer.text and "100 000" in answer.text
+
+
+def test_direct_style_declines_when_no_claim_holds_up_and_the_evidence_is_weak(settings, model_always_drafts):
     pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert answer.abstained and answer.text == ABSTENTION["fr"] and "250 000" in answer.draft
