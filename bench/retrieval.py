@@ -490,6 +490,78 @@ def print_candidates(report: dict) -> None:
                           + " | ".join(f"{r['modes'][k]['mrr']:.3f}" for k in key) + " |")
 
 
+def strong(args: argparse.Namespace) -> dict:
+    """On the test set: the best evidence score (`select(rank_sentences(...))`, the pipeline's
+    STRONG_EVIDENCE input) of answerable vs unanswerable on-topic questions, per embedder."""
+    from qa.embedding import make_embedder
+    from qa.evidence import rank_sentences, select
+    from qa.loading import BUNDLED, load_documents
+    from qa.pipeline import build_from_sources
+    from qa.settings import Settings
+
+    items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", [d.text for d in load_documents([BUNDLED])])
+    report = {}
+    for name in args.embedders:
+        settings = Settings.from_env(embedder=name)
+        embedder = make_embedder(name, threads=settings.threads)
+        retriever = Retriever(build_from_sources([BUNDLED], embedder, settings), embedder)
+        scores: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
+        for item in items:
+            if item.id in OFF_TOPIC_IDS:
+                continue
+            ranked = rank_sentences(item.question, item.lang, retriever.retrieve(item.question, item.lang, 4),
+                                    lambda t, e=embedder: e.embed_batch(t, "query"),
+                                    lambda t, e=embedder: e.embed_batch(t, "passage"))
+            scores["answerable" if item.answerable else "unanswerable"].append(max(x.score for x in select(ranked)))
+        report[embedder.name] = scores
+    return report
+
+
+def print_strong(report: dict) -> None:
+    cuts = (0.65, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
+    print("Share of best evidence scores >= STRONG_EVIDENCE (answerable / unanswerable on-topic, test set):")
+    print("| embedder | " + " | ".join(f"{c:g}" for c in cuts) + " |\n|---|" + "---|" * len(cuts))
+    for name, r in report.items():
+        a, u = np.array(r["answerable"]), np.array(r["unanswerable"])
+        print(f"| {name} | " + " | ".join(f"{np.mean(a >= c):.2f} / {np.mean(u >= c):.2f}" for c in cuts) + " |")
+
+
+def threads(args: argparse.Namespace) -> dict:
+    """e5 query latency on 1 vs 2 threads, and a batch of 20 sentences, with `--busy` busy loops."""
+    import subprocess
+    import sys
+
+    from qa.embedding import E5Embedder
+
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        questions = ["Combien de modèles dérivés ont été construits sur Qwen ?",
+                     "What partly drove the change in the US attitude toward open-source AI?",
+                     "Quelle est la capitale de la France et pourquoi ?",
+                     "When was the US AI Action Plan published in July 2025?"] * 15
+        sentences = ["Ce changement est en partie stimulé par les progrès rapides de la Chine dans l'IA.",
+                     "More than 100,000 derived models were built on Qwen, according to the company."] * 10
+        report: dict = {"busy_loops": args.busy, "query_ms": {}, "batch20_ms": {}}
+        for n in (1, 2):
+            embedder = E5Embedder(threads=n, query_threads=n)
+            embedder.embed_batch(["warm up"], "query")
+            times = sorted(_median_ms(lambda q=q, e=embedder: e.embed_batch([q], "query"), 1) for q in questions)
+            report["query_ms"][n] = {"median": float(np.median(times)), "p90": times[int(0.9 * len(times))],
+                                     "max": times[-1]}
+            report["batch20_ms"][n] = _median_ms(lambda e=embedder: e.embed_batch(sentences, "passage"), 3)
+    finally:
+        for loop in loops:
+            loop.kill()
+    return report
+
+
+def print_threads(report: dict) -> None:
+    print(f"e5 with {report['busy_loops']} busy loop(s) besides whatever else runs:")
+    for n, q in report["query_ms"].items():
+        print(f"  {n} thread(s): query median {q['median']:.1f} ms, p90 {q['p90']:.1f} ms, max {q['max']:.1f} ms; "
+              f"20 sentences {report['batch20_ms'][n]:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -505,6 +577,12 @@ def main() -> None:
     t.add_argument("--per-set", type=int, default=150)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", type=Path)
+    st = sub.add_parser("strong", help="best evidence scores on the test set per embedder")
+    st.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
+    st.add_argument("--json", type=Path)
+    th = sub.add_parser("threads", help="e5 query latency on 1 vs 2 OpenMP threads")
+    th.add_argument("--busy", type=int, default=0, help="busy loops to run meanwhile")
+    th.add_argument("--json", type=Path)
     s = sub.add_parser("scale", help="index build throughput, query latency and memory at scale")
     s.add_argument("--embedder", default="multilingual-e5-small")
     s.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000])
@@ -529,6 +607,12 @@ def main() -> None:
     elif args.command == "thresholds":
         report = thresholds(args)
         print_thresholds(report)
+    elif args.command == "strong":
+        report = strong(args)
+        print_strong(report)
+    elif args.command == "threads":
+        report = threads(args)
+        print_threads(report)
     else:
         report = scale(args)
         print_scale(report)
