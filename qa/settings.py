@@ -9,7 +9,7 @@ from pathlib import Path
 from qa.errors import SettingsError
 
 DEFAULT_EMBEDDER = "use-multilingual"
-DEFAULT_LLM = "qwen2.5-coder-0.5b"
+DEFAULT_LLM = "qwen2.5-coder-1.5b"
 # "extractive": the answer quotes (or translates) the best evidence sentences, and the model's
 # checked draft decides whether to abstain when the evidence is weak; "generative": the model's
 # verified draft is the answer.
@@ -36,7 +36,7 @@ class Settings:
     chunk_size: int = 600  # characters; passages are whole sentences up to this size
     chunk_overlap: int = 150  # characters of trailing sentences repeated in the next passage
     max_new_tokens: int = 64
-    answer_style: str = "extractive"
+    answer_style: str = "direct"
     engine: str = "llama.cpp"
     max_question_chars: int = 1000
     threads: int = max(1, os.cpu_count() or 1)

@@ -1,7 +1,7 @@
 import pytest
 
-from qa.errors import ModelError
 import qa.generation
+from qa.errors import ModelError
 from qa.generation import LlamaCppGenerator, TransformersGenerator, make_generator
 
 

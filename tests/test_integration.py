@@ -23,14 +23,15 @@ def supported(answer, needle: str) -> bool:
     return any(needle in norm(c.chunk.text) for c in answer.citations)
 
 
-def test_french_question_gets_a_cited_french_answer(real_pipeline):
+def test_french_question_gets_a_short_cited_french_answer_in_the_model_s_words(real_pipeline):
     answer = real_pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert not answer.abstained
     assert answer.language == "fr"
-    assert "100 000" in norm(answer.text)
+    assert "100 000" in norm(answer.text) and "«" not in answer.text  # stated, not quoted
+    assert len(answer.text.split()) <= 40
     assert supported(answer, "100 000 modeles derives")
-    assert any("100 000" in c.quote for c in answer.citations)
-    assert all(c.quote in answer.text for c in answer.citations)  # extractive: quoted verbatim
+    assert any("100 000" in c.quote for c in answer.citations)  # the evidence, shown as the source
+    assert all(f"[{c.n}]" in answer.text for c in answer.citations)
 
 
 def test_english_question_is_answered_in_english_from_the_french_article(real_pipeline):
@@ -41,7 +42,33 @@ def test_english_question_is_answered_in_english_from_the_french_article(real_pi
     assert answer.language == "en" and detect_language(answer.text) == "en"
     assert "july" in norm(answer.text) and "2025" in answer.text
     assert supported(answer, "juillet 2025")
-    assert answer.text.startswith("According to the sources (translated from French):")
+
+
+def test_the_best_evidence_comes_before_the_model_s_answer(real_pipeline):
+    from qa.types import Answer, Preview
+
+    events = list(real_pipeline.stream("Combien de modèles dérivés ont été construits sur Qwen ?"))
+    assert isinstance(events[0], Preview) and "100 000" in events[0].citations[0].quote
+    assert isinstance(events[-1], Answer) and not events[-1].abstained
+
+
+@pytest.mark.parametrize("question,refused", [
+    # English answers over French evidence: facts kept (the 0.5B translator wrote "gunpowder" for
+    # « puces » and "open to criticism" for « actif national critique »)
+    ("What US restrictions pushed China toward open-source AI?", ("gunpowder", "firearm")),
+    ("How does the US AI Action Plan describe open-source AI?", ("criticism", "open to critic")),
+])
+def test_english_answers_keep_the_meaning_of_the_french_evidence(real_pipeline, question, refused):
+    answer = real_pipeline.ask(question)
+    assert not answer.abstained, answer.text
+    assert not any(word in norm(answer.text) for word in refused), answer.text
+
+
+def test_the_extractive_style_still_quotes_the_evidence_verbatim(real_pipeline):
+    extractive = real_pipeline.with_settings(real_pipeline.settings.with_(answer_style="extractive"))
+    answer = extractive.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and "100 000" in norm(answer.text)
+    assert all(c.quote in answer.text for c in answer.citations)
 
 
 def test_the_generative_style_still_answers_with_the_model_s_own_sentence(real_pipeline):
@@ -80,7 +107,7 @@ def test_cli_json_with_the_real_stack(real_settings):
     data = json.loads(result.stdout)
     assert data["language"] == "fr" and not data["abstained"]
     assert "100 000" in norm(data["answer"])
-    assert data["models"] == {"embedder": "use-multilingual", "llm": "qwen2.5-coder-0.5b"}
+    assert data["models"] == {"embedder": "use-multilingual", "llm": "qwen2.5-coder-1.5b"}
     for citation in data["citations"]:
         assert citation["quote"] in citation["text"]
 

@@ -3,6 +3,7 @@ import json
 import pytest
 
 import qa.pipeline
+from qa import reader
 from qa.chunking import chunk_documents
 from qa.errors import InputError
 from qa.evidence import Evidence
@@ -18,7 +19,6 @@ from qa.pipeline import (
     translation_memory_path,
 )
 from qa.prompting import ANSWER_PREFIX
-from qa import reader
 from qa.types import Answer, Chunk, Passage, Preview
 from tests.fakes import FakeEmbedder, FakeGenerator
 

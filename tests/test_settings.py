@@ -34,3 +34,13 @@ def test_bad_values_name_the_value_and_the_fix(changes, message):
 def test_non_integer_environment_value_is_reported():
     with pytest.raises(SettingsError, match="QA_TOP_K must be an integer, got 'many'"):
         Settings.from_env(env={"QA_TOP_K": "many"})
+
+
+def test_the_default_answer_is_the_1_5b_reader_s_direct_answer_on_llama_cpp():
+    settings = Settings.from_env(env={})
+    assert (settings.answer_style, settings.llm, settings.engine) == ("direct", "qwen2.5-coder-1.5b", "llama.cpp")
+
+
+def test_an_unknown_engine_is_refused_with_the_choices():
+    with pytest.raises(SettingsError, match="engine must be one of llama.cpp, transformers, got 'vllm'"):
+        Settings.from_env(env={"QA_ENGINE": "vllm"})
