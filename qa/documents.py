@@ -11,17 +11,30 @@ The name a person sees (`Document.source`) is the uploaded file's name made safe
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from pathlib import Path
 
 from qa.errors import CorpusError
-from qa.loading import make_document
+from qa.language import detect_language
 from qa.types import Document
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
+
+
+def make_document(source: str, text: str) -> Document:
+    """A `Document` with a stable id: the same name and text always give the same id."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise CorpusError(f"{source} is empty: nothing to index")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    stem = Path(source).stem or "doc"
+    return Document(doc_id=f"{stem}-{digest}", source=source, text=text,
+                    language=detect_language(text[:5000], default="fr"))
+
 
 
 def safe_filename(name: str, max_chars: int = 80) -> str:

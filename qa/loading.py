@@ -7,25 +7,14 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
+from qa.documents import make_document, read_upload
 from qa.errors import CorpusError
-from qa.language import detect_language
 from qa.types import Document
 
 BUNDLED_NAME = "strategie-ia-open-source-chine.txt"
 BUNDLED = "bundled:" + BUNDLED_NAME
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx"}
 MAX_FILE_BYTES = 20 * 1024 * 1024
-
-
-def make_document(source: str, text: str) -> Document:
-    """A `Document` with a stable id: the same name and text always give the same id."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise CorpusError(f"{source} is empty: nothing to index")
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-    stem = Path(source).stem or "doc"
-    return Document(doc_id=f"{stem}-{digest}", source=source, text=text,
-                    language=detect_language(text[:5000], default="fr"))
 
 
 def _bundled_text() -> str:
@@ -39,8 +28,6 @@ def bundled_document() -> Document:
 def read_file(path: Path) -> Document:
     """Read one text, Markdown, PDF, HTML or Word file; raise CorpusError with the reason when it
     can't be used (missing, too big, not UTF-8, empty, not what its name says)."""
-    from qa.documents import read_upload  # the one reader for every type (the web app uses it too)
-
     if not path.is_file():
         raise CorpusError(f"{path} does not exist or is not a file")
     return read_upload(path, max_bytes=MAX_FILE_BYTES)
