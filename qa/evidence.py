@@ -3,7 +3,7 @@
     passages -> sentences -> score -> rerank the best three -> the best one (and the runner-up
     when nearly as good)
 
-The 0.5B default model reads four passages poorly (README, *Quality*): it often answers with a
+The 0.5B default model reads four passages poorly (docs/quality.md): it often answers with a
 neighbouring fact. Scoring each sentence against the question finds the one that holds the
 answer more often than the model's own answer contains it, so the extractive answer style quotes
 (or translates) these sentences, cited by construction.
@@ -21,7 +21,7 @@ evidence 0.83 / 0.83 of the time (fr / en) instead of 0.79 / 0.77.
 The scores know words, not what a question asks: the language model then rescores the best
 three sentences by how likely it finds the question given each (`rerank`: query likelihood, as
 in Sachan et al. 2022). On 300 PIAF / XQuAD questions that no weight here was chosen on, the
-best sentence then holds the gold answer 148 / 244 times instead of 140 / 238 (README).
+best sentence then holds the gold answer 148 / 244 times instead of 140 / 238 (docs/quality.md).
 
 Across languages the stems still count: cognates ("restrictions", "talents", "modèles" ->
 "model") are real matches, chance ones ("telles" -> "tell") are not. Counting words only for
@@ -49,7 +49,7 @@ RUNNER_UP_MARGIN = 0.1
 # ... or within this one when it sits in another passage, which it then cites too: on the same
 # samples, the gold answer is included 0.55 / 0.82 of the time, and the cited passages hold it
 # 0.61 / 0.88 of the time instead of 0.58 / 0.84 (a SQuAD answer lies in one paragraph; the
-# project's test set has questions spanning two: README, *Quality*).
+# project's test set has questions spanning two: docs/quality.md).
 OTHER_PASSAGE_MARGIN = 0.05
 MAX_SENTENCES = 2
 # The model's query likelihood (`rerank`) rescores this many best sentences, with this weight

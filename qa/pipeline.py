@@ -81,7 +81,7 @@ DOUBTFUL = {"fr": "(traduction approximative : voir l’original dans la source)
 TRANSLATION_SUPPORT = 0.6
 
 # Chosen on the project's test set (the best evidence score of its answerable questions that the
-# draft check refused, against its unanswerable ones): see README, *Quality*, and SQuAD 2.0 there.
+# draft check refused, against its unanswerable ones): see docs/quality.md, and SQuAD 2.0 there.
 # Chosen before question words were weighted by rarity (qa.evidence); re-checked after: the same
 # questions are strong but one English one (0.648 -> 0.640), and the test-set figures are unchanged.
 STRONG_EVIDENCE = 0.65

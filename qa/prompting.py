@@ -1,7 +1,7 @@
 """The messages sent to the language model: rules and one worked example in the question's
 language, then the numbered passages and the question.
 
-Measured on the project's test set with the 0.5B default model (see README): told to refuse
+Measured on the project's test set with the 0.5B default model (see docs/quality.md): told to refuse
 when the sources lack the answer, it refuses most answerable questions; so the prompt asks for
 an answer only, and abstention is decided afterwards by checking the answer against the
 passages (`qa.citations`). One worked example fixes the format (a short sentence, then `[n]`)

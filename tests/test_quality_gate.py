@@ -1,6 +1,6 @@
 """CI quality gate: the default offline stack on the project's test set.
 
-Thresholds are the figures measured on this machine (see README, *Quality*) minus a margin, so
+Thresholds are the figures measured on this machine (see docs/quality.md) minus a margin, so
 a regression in retrieval, answers, citations or abstention turns CI red. The test set was
 written for the article by hand; the pipeline never reads it. Reports go to $QA_ARTIFACTS
 (default: a temporary folder) for inspection.
@@ -21,7 +21,7 @@ TESTSET = Path(__file__).parent / "data" / "testset.jsonl"
 RETRIEVAL_FLOORS = {"recall@1": 0.76, "recall@5": 0.90, "mrr": 0.82}
 # With every sentence translated (as setup leaves it): recall@1 0.891, recall@5 0.969, MRR 0.924;
 # dense alone 0.701 MRR, BM25 alone 0.928 (it reads the English questions' French passages
-# through the translations too: on this one article it ties the fusion, README, *Quality*).
+# through the translations too: on this one article it ties the fusion, docs/quality.md).
 PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.95, "mrr": 0.88}
 # Measured 2026-12-01 (docs/quality.md, *The reader*), the default direct style with the 1.5B
 # reader, nothing translated: answer 0.734, correct and cited 0.719, citation precision 0.806,
