@@ -1,6 +1,6 @@
 """The evaluation report for people: tables, a Markdown summary and PNG plots.
 
-Works on the report dict that `qa.evaluation.evaluate` writes to report.json:
+Works on the report dict that `qa.measure.evaluate` writes to report.json:
 
     {"config": {...}, "metrics": {group: {metric: value}}, "baselines": {mode: {group: {...}}},
      "rows": [{"id", "question", "answer", "expected", "failure", "timings", ...}]}

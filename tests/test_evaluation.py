@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import qa.evaluation as ev
+import qa.measure as measure
 import qa.report
 from qa.chunking import chunk_documents
 from qa.errors import InputError
@@ -372,7 +373,7 @@ def test_retrieval_baselines_cover_each_mode_and_language(testset: Path, pipelin
 
 def test_evaluate_writes_json_markdown_and_plots(tmp_path: Path, testset: Path, pipeline) -> None:
     out = tmp_path / "report"
-    report = ev.evaluate(testset, out, pipeline.settings, pipeline=pipeline, progress=False)
+    report = measure.evaluate(testset, out, pipeline.settings, pipeline=pipeline, progress=False)
 
     on_disk = json.loads((out / "report.json").read_text(), parse_constant=pytest.fail)
     assert on_disk == report
@@ -407,7 +408,7 @@ def test_evaluate_retrieval_only_never_loads_a_generator(tmp_path: Path, testset
     embedder = FakeEmbedder()
     no_llm = Pipeline(settings=settings, embedder=embedder,
                       index=fake_index(CORPUS, settings, embedder))
-    report = ev.evaluate(testset, tmp_path / "out", settings, pipeline=no_llm, progress=False,
+    report = measure.evaluate(testset, tmp_path / "out", settings, pipeline=no_llm, progress=False,
                          answers=False)
     assert no_llm.generator is None
     assert report["metrics"] == {} and report["rows"] == []
@@ -459,7 +460,7 @@ def test_evaluate_rejects_a_testset_whose_evidence_is_not_indexed(tmp_path: Path
                      index=fake_index({"other.txt": "Un tout autre texte, sans rapport."},
                                       settings, embedder))
     with pytest.raises(InputError, match="line 1: evidence .* not found in the corpus"):
-        ev.evaluate(testset, tmp_path / "out", settings, pipeline=other, progress=False)
+        measure.evaluate(testset, tmp_path / "out", settings, pipeline=other, progress=False)
 
 
 def test_format_table_prints_groups_as_columns() -> None:

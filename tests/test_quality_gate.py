@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.evaluation import evaluate
+from qa.measure import evaluate
 
 pytestmark = pytest.mark.slow
 TESTSET = Path(__file__).parent / "data" / "testset.jsonl"

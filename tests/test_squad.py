@@ -10,8 +10,8 @@ import pytest
 
 import qa.squad as squad
 from qa.errors import InputError
-from qa.evaluation import evaluate
 from qa.index import current_build
+from qa.measure import evaluate
 from qa.pipeline import Pipeline
 from qa.settings import Settings
 
