@@ -122,8 +122,9 @@ def run_stack(settings, questions, label: str) -> tuple[dict, list]:
             elif first_content is None and (isinstance(event, Preview) or event.strip()):
                 first_content = time.perf_counter() - start
         calls = generator.calls
-        reader = calls[-1] if calls else {}
-        prompts.extend({"messages": c["messages"], "max_new_tokens": c["max_new_tokens"]} for c in calls)
+        reader = calls[0] if calls else {}  # the reader's answer; a fallback quote may translate after it
+        if calls:
+            prompts.append({"messages": reader["messages"], "max_new_tokens": reader["max_new_tokens"]})
         row = {
             "language": language, "question": question, "warm_up": i == 0,
             "answer_s": answer.timings["total_s"],
@@ -192,7 +193,7 @@ print(json.dumps({"rows": rows, "load_s": load_s,
 '''
 
 
-def run_peer(gguf: Path, prompts: list[dict], questions: int, threads: int | None) -> dict:
+def run_peer(gguf: Path, prompts: list[dict], threads: int | None) -> dict:
     """llama-cpp-python with default settings over `prompts`, in a child process."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as job:
         json.dump({"gguf": str(gguf), "prompts": prompts, "threads": threads}, job)
@@ -240,12 +241,11 @@ def main() -> int:
         stacks["default"], prompts = run_stack(settings, questions, "default")
         gguf = prepare_gguf(settings.cache_dir, PACKAGED[settings.llm], progress=False) \
             if settings.llm in PACKAGED else None
-        reader_prompts = prompts[-len(questions):] if len(prompts) >= len(questions) else prompts
         if gguf is not None:
-            stacks["peer"] = run_peer(gguf, reader_prompts, len(questions), threads=None)
+            stacks["peer"] = run_peer(gguf, prompts, threads=None)
         if not args.quick:
             if gguf is not None:
-                stacks["peer, 2 threads"] = run_peer(gguf, reader_prompts, len(questions), threads=os.cpu_count())
+                stacks["peer, 2 threads"] = run_peer(gguf, prompts, threads=os.cpu_count())
             for model in PACKAGED:
                 for engine in ("llama.cpp", "transformers"):
                     if model == settings.llm and engine == settings.engine:

@@ -189,10 +189,14 @@ class LlamaCppGenerator:
         prompt = self._format_turns(messages=messages).prompt
         tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         with self._lock:
-            if self._llm.n_tokens >= len(tokens) and list(self._llm._input_ids[:len(tokens)]) == tokens:
+            if self._cached(tokens) == len(tokens):
                 return  # already there
             self._llm.reset()
             self._llm.eval(tokens)
+
+    def _cached(self, tokens: list[int]) -> int:
+        """How many of `tokens` the KV cache already holds (its longest shared prefix)."""
+        return self._llm.longest_token_prefix(self._llm._input_ids[:self._llm.n_tokens], tokens)
 
     def prompt_tokens(self, messages: list[Message], prefix: str = "") -> list[int]:
         """The chat template's prompt for `messages`, tokenised (control tokens as such: document
@@ -206,11 +210,7 @@ class LlamaCppGenerator:
         if len(tokens) + max_new_tokens > self.context:
             raise ModelError(f"the prompt is {len(tokens)} tokens long; the model's context is {self.context}")
         with self._lock:
-            cached = 0
-            for had, new in zip(self._llm._input_ids[:self._llm.n_tokens], tokens, strict=False):
-                if had != new:
-                    break
-                cached += 1
+            cached = self._cached(tokens)
             started = time.perf_counter()
             first = None
             pieces: list[str] = []

@@ -53,11 +53,6 @@ QWEN_15B = PackagedModel(
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", size=1_117_320_768)
 PACKAGED = {m.name: m for m in (QWEN_05B, QWEN_15B)}
 
-# The transformers engine's bf16 copy of the 0.5B (kept under its historical names).
-GGUF_PACKAGES = QWEN_05B.packages
-GGUF_VERSION = QWEN_05B.version
-GGUF_SHA256 = QWEN_05B.sha256
-DEFAULT_LLM_LABEL = "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, prepared as bf16)"
 MARKER = "prepared.json"
 PREPARE_FORMAT = 2  # 2: embeddings tied to the Q8_0 output head
 
@@ -81,8 +76,8 @@ def gguf_parts(model: PackagedModel = QWEN_05B) -> list[Path]:
     return parts
 
 
-def assemble_gguf(parts: list[Path], target: Path, expected_sha256: str = GGUF_SHA256,
-                  progress: bool = True, reinstall: str = QWEN_05B.reinstall()) -> None:
+def assemble_gguf(parts: list[Path], target: Path, expected_sha256: str, progress: bool = True,
+                  reinstall: str = QWEN_05B.reinstall()) -> None:
     """Concatenate `parts` into `target`, verifying the sha256 on the way; remove it on mismatch."""
     from tqdm import tqdm
 
@@ -184,12 +179,6 @@ def prepare_bf16(cache_dir: Path, model: PackagedModel = QWEN_05B, progress: boo
     return folder
 
 
-def prepare_default_llm(cache_dir: Path, progress: bool = True, force: bool = False,
-                        convert: Callable[[Path, Path], None] | None = None) -> Path:
-    """The 0.5B's bf16 copy (the transformers engine's packaged model)."""
-    return prepare_bf16(cache_dir, QWEN_05B, progress, force, convert)
-
-
 def _convert_gguf_to_bf16(gguf: Path, out: Path) -> None:
     """De-quantise the GGUF with transformers and save a plain bf16 safetensors folder.
 
@@ -262,15 +251,20 @@ def describe(cache_dir: Path) -> list[dict[str, str]]:
         minilm_state = f"missing ({error})"
     rows.append({"role": "embedder", "name": "minilm",
                  "model": "all-MiniLM-L6-v2 (English only)", "state": minilm_state})
-    try:
-        gguf_parts()
-        parts_state = "parts installed"
-    except ModelError as error:
-        parts_state = str(error)
-    prepared = (f"prepared at {prepared_path(cache_dir)}" if is_prepared(cache_dir)
-                else "not prepared yet: run `qa models prepare` (or any `qa ask`)")
-    rows.append({"role": "generator (default)", "name": "qwen2.5-coder-0.5b",
-                 "model": DEFAULT_LLM_LABEL, "state": f"{parts_state}; {prepared}"})
+    from qa.settings import DEFAULT_LLM
+
+    for model in PACKAGED.values():
+        try:
+            gguf_parts(model)
+            state = "parts installed"
+        except ModelError as error:
+            state = str(error)
+        ready = [f"{kind} copy at {folder}" for kind, folder in
+                 (("llama.cpp", gguf_folder(cache_dir, model)), ("transformers", prepared_path(cache_dir, model)))
+                 if _is_complete(folder, "gguf" if kind == "llama.cpp" else "bf16")]
+        state += "; " + ("; ".join(ready) if ready else "not prepared yet: run `qa models prepare` (or any `qa ask`)")
+        rows.append({"role": "reader (default)" if model.name == DEFAULT_LLM else "reader", "name": model.name,
+                     "model": model.label, "state": state})
     rows.append({"role": "generator", "name": "<hub id or folder>",
                  "model": "any transformers causal LM, e.g. Qwen/Qwen2.5-1.5B-Instruct",
                  "state": "needs the model hub or a local folder"})

@@ -6,8 +6,8 @@ language, in one to three sentences, each claim cited `[n]`.
 
 The model reads the sentences that matter, with their passage numbers, rather than whole
 passages: a shorter prompt (read faster) in which the answer-bearing sentence is not drowned.
-Each best sentence brings the one after it, so a heading brings its list ("Qui est concerné ?"
-and the first item under it) and a claim brings its reason. The answer is then checked
+Each best sentence brings the one after it (a claim brings its reason), and a heading or a list
+item brings the whole list ("Qui est concerné ?" and the items under it). The answer is then checked
 (`qa.citations`) by the pipeline like any draft.
 """
 

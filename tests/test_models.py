@@ -72,14 +72,14 @@ def test_preparation_is_atomic_and_done_once(tmp_path, monkeypatch):
         (out / "model.safetensors").write_bytes(b"weights")
 
     cache = tmp_path / "cache"
-    folder = models.prepare_default_llm(cache, progress=False, convert=convert)
-    assert calls == [b"gguf-bytes"] and models.is_prepared(cache)
-    assert models.prepare_default_llm(cache, progress=False, convert=convert) == folder
+    folder = models.prepare_bf16(cache, models.QWEN_05B, progress=False, convert=convert)
+    assert calls == [b"gguf-bytes"] and models.is_prepared(cache, models.QWEN_05B)
+    assert models.prepare_bf16(cache, models.QWEN_05B, progress=False, convert=convert) == folder
     assert len(calls) == 1  # prepared once
     assert [p.name for p in cache.iterdir()] == [folder.name]  # no leftovers
 
     (folder / "model.safetensors").write_bytes(b"trunc")  # damaged copy: not ready any more
-    assert not models.is_prepared(cache)
+    assert not models.is_prepared(cache, models.QWEN_05B)
 
 
 def test_interrupted_preparation_keeps_the_previous_copy(tmp_path, monkeypatch):
