@@ -45,7 +45,7 @@ from qa.evaluation import (
 from qa.generation import Generator, make_generator
 from qa.index import Index
 from qa.language import detect_language
-from qa.pipeline import open_index
+from qa.library import open_index
 from qa.prompting import sanitize
 from qa.report import format_value
 from qa.retrieval import Retriever

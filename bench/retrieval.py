@@ -120,8 +120,9 @@ def quality(args: argparse.Namespace) -> dict:
     from qa.chunking import chunk_documents
     from qa.embedding import make_embedder
     from qa.index import build_index
+    from qa.library import build_from_sources
     from qa.loading import BUNDLED, load_documents
-    from qa.pipeline import TranslationMemory, build_from_sources, translation_memory_path
+    from qa.pipeline import TranslationMemory, translation_memory_path
     from qa.settings import Settings
     from qa.squad import (
         PARTS,
@@ -403,8 +404,9 @@ def thresholds(args: argparse.Namespace) -> dict:
     from qa.embedding import make_embedder
     from qa.evidence import rank_sentences
     from qa.language import detect_language
+    from qa.library import build_from_sources
     from qa.loading import BUNDLED, load_documents
-    from qa.pipeline import TranslationMemory, build_from_sources, translation_memory_path
+    from qa.pipeline import TranslationMemory, translation_memory_path
     from qa.settings import Settings
     from qa.squad import open_bench_index, read_squad, sample_questions, split_questions
 
@@ -495,8 +497,8 @@ def strong(args: argparse.Namespace) -> dict:
     STRONG_EVIDENCE input) of answerable vs unanswerable on-topic questions, per embedder."""
     from qa.embedding import make_embedder
     from qa.evidence import rank_sentences, select
+    from qa.library import build_from_sources
     from qa.loading import BUNDLED, load_documents
-    from qa.pipeline import build_from_sources
     from qa.settings import Settings
 
     items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", [d.text for d in load_documents([BUNDLED])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from functools import cache
 
@@ -84,7 +85,7 @@ def chunk_document(doc: Document, chunk_size: int = 600, chunk_overlap: int = 15
         end = sentences[j - 1][1]
         text = doc.text[start:end]
         chunks.append(Chunk(chunk_id(doc.doc_id, start, end, text), doc.doc_id, doc.source,
-                            start, end, text, doc.language))
+                            start, end, text, doc.language, **_where(doc, start, end)))
         if j >= len(sentences):
             break
         # next passage starts with trailing sentences that fit in the overlap, but always advances
@@ -93,6 +94,21 @@ def chunk_document(doc: Document, chunk_size: int = 600, chunk_overlap: int = 15
             k -= 1
         i = k
     return chunks
+
+
+def _where(doc: Document, start: int, end: int) -> dict:
+    """A passage's page and section fields: where `doc.text[start:end]` sits in its document."""
+    where: dict = {}
+    if doc.pages:
+        where["page"] = bisect.bisect_right(doc.pages, start)
+        where["page_starts"] = tuple(p for p in doc.pages if start < p < end)
+    before = [title for offset, title in doc.sections if offset <= start]
+    if before:
+        where["section"] = before[-1]
+    inside = tuple((offset, title) for offset, title in doc.sections if start < offset < end)
+    if inside:
+        where["headings"] = inside
+    return where
 
 
 def chunk_documents(docs: list[Document], chunk_size: int, chunk_overlap: int) -> list[Chunk]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from qa.chunking import sentence_spans, split_sentences
 from qa.retrieval import anchor_spans, anchors, fold, tokenize
-from qa.types import Citation, Language, Passage
+from qa.types import Chunk, Citation, Language, Passage
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
                      re.IGNORECASE)
@@ -365,3 +365,22 @@ def is_abstention(text: str) -> bool:
     False
     """
     return bool(_ABSTAIN.search(fold(text)))
+
+
+def location(chunk: Chunk, offset: int, language: Language) -> str:
+    """Where `offset` of a passage's document is, as a reader cites it: the page and the
+    section when the document has them, else the passage's characters.
+
+    >>> c = Chunk("d#0", "d", "d.pdf", 0, 40, "x" * 40, "fr", page=2, section="Production")
+    >>> location(c, 10, "fr"), location(Chunk("d#0", "d", "d.txt", 5, 9, "abcd", "en"), 5, "en")
+    ('p. 2 · § Production', 'characters 5–9')
+    """
+    parts = []
+    if chunk.page_at(offset):
+        parts.append(f"p. {chunk.page_at(offset)}")
+    if chunk.section_at(offset):
+        parts.append(f"§ {chunk.section_at(offset)}")
+    if parts:
+        return " · ".join(parts)
+    where = "caractères" if language == "fr" else "characters"
+    return f"{where} {chunk.start}–{chunk.end}"

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qa.citations import strip_markers
-from qa.errors import InputError, QAError
+from qa.citations import location, strip_markers
+from qa.errors import IndexNotFoundError, InputError, QAError
 from qa.settings import ANSWER_STYLES, DEFAULT_LLM, ENGINES, Settings
 from qa.types import Answer, Preview
 
@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build the index over files or folders (default: the bundled article)")
     p.add_argument("paths", nargs="*", help=".txt or .md files, or folders of them")
     _common(p)
+
+    p = sub.add_parser("docs", help="the document library: add, list or remove documents")
+    docs = p.add_subparsers(dest="action", required=True)
+    d = docs.add_parser("add", help="add files or folders (re-adding a changed file replaces it)")
+    d.add_argument("paths", nargs="*", help="files or folders (.txt .md .pdf .html .docx)")
+    d.add_argument("--bundled", action="store_true", help="add (restore) the bundled article")
+    _common(d)
+    d = docs.add_parser("list", help="list the documents")
+    d.add_argument("--json", action="store_true", help="print a JSON list")
+    _common(d)
+    d = docs.add_parser("remove", help="remove documents by name, as `qa docs list` shows it")
+    d.add_argument("names", nargs="+")
+    _common(d)
 
     p = sub.add_parser("ask", help="answer a question from the indexed documents")
     p.add_argument("question")
@@ -120,14 +133,15 @@ def render_sources(answer: Answer, tty: bool) -> str:
         lines.append("\nSources:")
         for c in answer.citations:
             start, end = c.quote_start - c.chunk.start, c.quote_end - c.chunk.start
-            where = "characters" if answer.language == "en" else "caractères"
-            lines.append(f"[{c.n}] {c.chunk.source} ({where} {c.chunk.start}-{c.chunk.end})")
+            lines.append(f"[{c.n}] {c.chunk.source} ({location(c.chunk, c.quote_start, answer.language)})")
             lines.append("    " + _highlight(c.chunk.text, start, end, tty).replace("\n", "\n    "))
     elif answer.passages:
         closest = "Closest passages" if answer.language == "en" else "Passages les plus proches"
         lines.append(f"\n{closest}:")
         for p in answer.passages[:2]:
-            lines.append(f"[{p.n}] {p.chunk.source}: {p.chunk.text[:240]}{'…' if len(p.chunk.text) > 240 else ''}")
+            where = location(p.chunk, p.chunk.start, answer.language)
+            text = p.chunk.text[:240] + ("…" if len(p.chunk.text) > 240 else "")
+            lines.append(f"[{p.n}] {p.chunk.source} ({where}): {text}")
     return "\n".join(lines)
 
 
@@ -178,8 +192,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from qa.embedding import make_embedder
+    from qa.library import index_sources
     from qa.loading import BUNDLED
-    from qa.pipeline import index_sources
 
     settings = _settings(args)
     embedder = make_embedder(settings.embedder, threads=settings.threads)
@@ -188,6 +202,92 @@ def cmd_index(args: argparse.Namespace) -> int:
     print(f"Indexed {docs} document(s) as {len(index.chunks)} passages in {settings.index_dir}/ "
           f"(embedder {index.manifest.embedder}, {index.manifest.dimension} dimensions)")
     return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from qa import library
+
+    settings = _settings(args)
+    if args.action == "list":
+        from qa.index import read_manifest
+
+        try:
+            entries = library.entries(read_manifest(settings.index_dir))
+        except IndexNotFoundError:
+            entries = []
+        if args.json:
+            print(json.dumps(entries, ensure_ascii=False, indent=1))
+        else:
+            print(format_library(entries, settings.index_dir))
+        return 0
+    if args.action == "remove":
+        index = library.remove_names(args.names, settings)
+        print(f"Removed {', '.join(args.names)}; {len(index.manifest.documents)} document(s) left "
+              f"in {settings.index_dir}/")
+        return 0
+    from qa.embedding import make_embedder
+    from qa.loading import BUNDLED
+
+    paths = list(args.paths) + ([BUNDLED] if args.bundled else [])
+    if not paths:
+        raise InputError("name files or folders to add, or --bundled for the article")
+    embedder = make_embedder(settings.embedder, threads=settings.threads)
+    tty = sys.stderr.isatty()
+    with _bar(tty, "Embedding passages", "passage") as bar:
+        change = library.add_paths(paths, embedder, settings, progress=tty,
+                                   on_batch=lambda done, total: bar.update(done - bar.n, total))
+    for label, names in (("Added", change.added), ("Replaced", change.replaced),
+                         ("Already there", change.skipped)):
+        if names:
+            print(f"{label}: {', '.join(names)}")
+    print(f"{len(change.index.manifest.documents)} document(s), {len(change.index.chunks)} passages "
+          f"in {settings.index_dir}/")
+    return 0
+
+
+class _bar:
+    """A tqdm bar whose total is learnt at the first update (passages are counted after reading)."""
+
+    def __init__(self, enabled: bool, desc: str, unit: str) -> None:
+        self.enabled, self.desc, self.unit, self.bar, self.n = enabled, desc, unit, None, 0
+
+    def __enter__(self) -> _bar:
+        return self
+
+    def update(self, step: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
+        self.bar.update(step)
+        self.n += step
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_library(entries: list[dict], index_dir: Path) -> str:
+    """`qa docs list` as a table."""
+    if not entries:
+        return f"No documents in {index_dir}/: add some with `qa docs add PATH...`"
+    rows = [("name", "type", "pages", "passages", "added", "size")]
+    for e in entries:
+        rows.append((e["name"], e["type"], str(e["pages"] or "–"), str(e["passages"]),
+                     e["added"][:16].replace("T", " "), _size(e["size"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "kB", "MB"):
+        if size < 1000 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} MB"
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -235,7 +335,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "index": cmd_index, "translate": cmd_translate, "models": cmd_models,
+COMMANDS = {"ask": cmd_ask, "index": cmd_index, "docs": cmd_docs, "translate": cmd_translate, "models": cmd_models,
             "eval": cmd_eval}
 
 

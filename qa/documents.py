@@ -25,16 +25,36 @@ UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
 
-def make_document(source: str, text: str) -> Document:
-    """A `Document` with a stable id: the same name and text always give the same id."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+def make_document(source: str, text: str, pages: tuple[int, ...] = (),
+                  sections: tuple[tuple[int, str], ...] = ()) -> Document:
+    """A `Document` with a stable id: the same name and text always give the same id.
+
+    `pages` and `sections` are offsets into `text`, which must then already use "\n" line ends;
+    without them line ends are normalised here, and a Markdown file's headings become sections.
+    """
+    if not pages and not sections:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if Path(source).suffix.lower() in (".md", ".markdown"):
+            sections = markdown_sections(text)
     if not text.strip():
         raise CorpusError(f"{source} is empty: nothing to index")
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     stem = Path(source).stem or "doc"
     return Document(doc_id=f"{stem}-{digest}", source=source, text=text,
-                    language=detect_language(text[:5000], default="fr"))
+                    language=detect_language(text[:5000], default="fr"), pages=tuple(pages),
+                    sections=tuple(sections))
 
+
+_MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def markdown_sections(text: str) -> tuple[tuple[int, str], ...]:
+    """(offset, title) of each ATX heading (`# Title`) of a Markdown text.
+
+    >>> markdown_sections("# Qwen\\nTexte.\\n## Production ##\\nSuite.")
+    ((0, 'Qwen'), (14, 'Production'))
+    """
+    return tuple((m.start(), m.group(1).strip()) for m in _MD_HEADING.finditer(text))
 
 
 def safe_filename(name: str, max_chars: int = 80) -> str:
@@ -87,18 +107,20 @@ def read_upload(path: str | Path, name: str | None = None,
         raw = path.read_bytes()
     except OSError as error:
         raise CorpusError(f"{display} can't be read: {error.strerror or error}") from None
+    pages: tuple[int, ...] = ()
+    sections: tuple[tuple[int, str], ...] = ()
     if suffix == ".pdf":
-        text = pdf_text(raw, display)
+        text, pages = pdf_pages(raw, display)
     elif suffix in (".html", ".htm"):
-        text = html_text(raw)
+        text, sections = html_sections(raw)
     elif suffix == ".docx":
-        text = docx_text(raw, display)
+        text, sections = docx_sections(raw, display)
     else:
         text = plain_text(raw, display)
     if not text.strip():
         hint = " (a scanned PDF has no text layer: run OCR first)" if suffix == ".pdf" else ""
         raise CorpusError(f"{display} has no text to index{hint}")
-    return make_document(display, text)
+    return make_document(display, text, pages, sections)
 
 
 def plain_text(raw: bytes, display: str) -> str:
@@ -123,6 +145,12 @@ def plain_text(raw: bytes, display: str) -> str:
 
 def pdf_text(raw: bytes, display: str) -> str:
     """The text layer of every page, pages separated by a blank line."""
+    return pdf_pages(raw, display)[0]
+
+
+def pdf_pages(raw: bytes, display: str) -> tuple[str, tuple[int, ...]]:
+    """The text layer of every page, pages separated by a blank line, and the offset where each
+    page's text starts (a page without text starts where the next one does)."""
     import io
 
     from pypdf import PdfReader
@@ -140,7 +168,20 @@ def pdf_text(raw: bytes, display: str) -> str:
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError,
             AttributeError, IndexError) as error:
         raise CorpusError(f"{display} is not a readable PDF ({type(error).__name__})") from None
-    return "\n\n".join(page.strip() for page in pages if page.strip())
+    parts: list[str] = []
+    starts: list[int] = []
+    length = 0
+    for page in pages:
+        page = page.replace("\r\n", "\n").replace("\r", "\n").strip()
+        if not page:  # starts where the next page's text will
+            starts.append(length + (2 if parts else 0))
+            continue
+        if parts:
+            length += 2  # the blank line between pages
+        starts.append(length)
+        parts.append(page)
+        length += len(page)
+    return "\n\n".join(parts), tuple(starts)
 
 
 _BLOCK_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
@@ -153,6 +194,18 @@ def html_text(raw: bytes | str) -> str:
     ...           b"<body><h1>Qwen</h1><p>Un mod&egrave;le <b>ouvert</b>.</p></body></html>")
     'Qwen\\nUn modèle ouvert.'
     """
+    return html_sections(raw)[0]
+
+
+_HEADING_MARK = "\x1eqa-heading\x1e"
+
+
+def html_sections(raw: bytes | str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """The visible text of a page (as `html_text`) and its headings (h1–h6) as sections.
+
+    >>> html_sections("<p>Intro</p><h2>Qui est <i>concerné</i> ?</h2><ul><li>Les parents</li></ul>")
+    ('Intro\\nQui est concerné ?\\nLes parents', ((6, 'Qui est concerné ?'),))
+    """
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(raw, "html.parser")
@@ -160,17 +213,35 @@ def html_text(raw: bytes | str) -> str:
         tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    blocks = ("p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section",
+    headings = ("h1", "h2", "h3", "h4", "h5", "h6")
+    blocks = ("p", "div", "li", *headings, "tr", "section",
               "article", "blockquote", "pre", "dt", "dd", "td", "th", "caption", "figcaption")
     for tag in soup.find_all(blocks):
-        tag.insert_before("\n")
+        tag.insert_before("\n" + (_HEADING_MARK if tag.name in headings else ""))
         tag.insert_after("\n")
-    lines = (" ".join(line.split()) for line in soup.get_text().split("\n"))
-    return "\n".join(line for line in lines if line)
+    lines: list[str] = []
+    sections: list[tuple[int, str]] = []
+    offset = 0
+    for line in soup.get_text().split("\n"):
+        is_heading = _HEADING_MARK in line
+        line = " ".join(line.replace(_HEADING_MARK, " ").split())
+        if not line:
+            continue
+        if is_heading:
+            sections.append((offset, line))
+        lines.append(line)
+        offset += len(line) + 1
+    return "\n".join(lines), tuple(sections)
 
 
 def docx_text(raw: bytes, display: str) -> str:
     """Paragraphs, then table rows (cells separated by " | "), of a Word .docx file."""
+    return docx_sections(raw, display)[0]
+
+
+def docx_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """A Word file's text (as `docx_text`) and its headings (styles "Heading n"/"Titre n",
+    "Title") as sections."""
     import io
 
     from docx import Document as open_docx
@@ -179,11 +250,28 @@ def docx_text(raw: bytes, display: str) -> str:
         raise CorpusError(f"{display} is not a .docx file (an old .doc? save it as .docx)")
     try:
         document = open_docx(io.BytesIO(raw))
+        paragraphs = [(p.text.strip(), _is_heading_style(p.style.name if p.style else ""))
+                      for p in document.paragraphs]
+        for table in document.tables:
+            for row in table.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                paragraphs.append((" | ".join(c for c in cells if c), False))
     except Exception as error:  # zip, XML (lxml) and package errors alike: the file is unusable
         raise CorpusError(f"{display} is not a readable .docx file ({type(error).__name__})") from None
-    lines = [p.text.strip() for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            cells = [cell.text.strip() for cell in row.cells]
-            lines.append(" | ".join(c for c in cells if c))
-    return "\n".join(line for line in lines if line)
+    lines: list[str] = []
+    sections: list[tuple[int, str]] = []
+    offset = 0
+    for text, heading in paragraphs:
+        text = text.replace("\r", " ")
+        if not text:
+            continue
+        if heading:
+            sections.append((offset, " ".join(text.split())))
+        lines.append(text)
+        offset += len(text) + 1
+    return "\n".join(lines), tuple(sections)
+
+
+def _is_heading_style(name: str) -> bool:
+    name = (name or "").lower()
+    return name.startswith(("heading", "titre")) or name == "title"

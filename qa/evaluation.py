@@ -32,7 +32,8 @@ from qa.embedding import Embedder, Kind, make_embedder
 from qa.errors import InputError
 from qa.index import Index
 from qa.language import detect_language
-from qa.pipeline import Pipeline, TranslationMemory, open_index, translation_memory_path
+from qa.library import open_index
+from qa.pipeline import Pipeline, TranslationMemory, translation_memory_path
 from qa.report import baselines_grid, metrics_grid, text_table, write_markdown, write_plots
 from qa.retrieval import Retriever, Translations, fold
 from qa.settings import Settings

@@ -3,7 +3,11 @@
 Layout of `index_dir`:
 
     CURRENT                 name of the active build (replaced atomically)
-    builds/<build>/manifest.json, vectors.faiss, chunks.jsonl
+    builds/<build>/manifest.json, vectors.faiss, chunks.jsonl, documents.jsonl
+
+The index is also the library: `documents.jsonl` keeps each document's extracted text (with its
+pages and headings) and the manifest lists them (`Entry`), so documents survive restarts, can be
+shown whole, and can be re-embedded without their files (qa.library adds and removes them).
 
 A build is written completely in its own folder before CURRENT is switched to it, so a crash
 mid-build leaves the previous index in use. Cosine similarity is an inner product over
@@ -29,12 +33,27 @@ import numpy as np
 from qa.embedding import Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.loading import ids_hash
-from qa.types import Chunk
+from qa.types import Chunk, Document
 
 log = logging.getLogger(__name__)
 # Bump when the saved files or the way passages are cut change: older indexes are then rebuilt.
-FORMAT_VERSION = 1
+# 2: the library (documents.jsonl, the manifest's entries, passages' pages and sections).
+FORMAT_VERSION = 2
 POINTER = "CURRENT"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One document of the library, as `qa docs list` shows it."""
+
+    name: str  # the document's name (its file name); unique in a library
+    doc_id: str
+    origin: str  # "bundled:<name>", the absolute path it was added from, or "upload"
+    kind: str  # the file type: "pdf", "md", "txt"...
+    size: int  # bytes of the file as added (of its text for the bundled article)
+    pages: int  # 0 when the type has no pages
+    passages: int
+    added: str  # ISO 8601 time it was added
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class Manifest:
     n_chunks: int
     created: str
     files_stamp: str = ""  # the sources' names, sizes and mtimes when indexed ("" : unknown)
+    documents: tuple[Entry, ...] = ()  # the library, in the order documents were added
 
     def mismatches(self, embedder: str, chunk_size: int, chunk_overlap: int) -> list[str]:
         """Why this index can't serve these settings; empty when it can."""
@@ -68,6 +88,10 @@ class Index:
     manifest: Manifest
     chunks: tuple[Chunk, ...]
     vectors: object  # faiss.Index
+    documents: tuple[Document, ...] = ()  # the library's texts, in the manifest's order
+
+    def document(self, doc_id: str) -> Document | None:
+        return next((d for d in self.documents if d.doc_id == doc_id), None)
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk position, cosine) pairs, best first."""
@@ -130,10 +154,12 @@ def embed_passages(texts: Sequence[str], embedder: Embedder,
 
 
 def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
-                 on_batch: Callable[[int, int], None] | None = None) -> Index:
-    """A new `Index` with `chunks` appended; `index` itself (and its saved copy) is untouched:
-    the vectors are added to a copy of its FAISS store. Not saved: the web app's per-visitor
-    indexes live in memory. Sources added are named "upload:<name>"."""
+                 on_batch: Callable[[int, int], None] | None = None,
+                 documents: Sequence[Document] = (), entries: Sequence[Entry] = ()) -> Index:
+    """A new `Index` with `chunks` appended (and the `documents` they come from, listed as
+    `entries`); `index` itself (and its saved copy) is untouched: the vectors are added to a
+    copy of its FAISS store. Not saved here (qa.library saves; the web app's per-visitor indexes
+    live in memory)."""
     import faiss
 
     if not chunks:
@@ -150,16 +176,32 @@ def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
     store = faiss.clone_index(index.vectors)
     store.add(vectors)
     all_chunks = index.chunks + tuple(chunks)
-    new_sources = tuple(dict.fromkeys(f"upload:{c.source}" for c in chunks))
     manifest = replace(index.manifest, n_chunks=len(all_chunks),
                        corpus_hash=ids_hash(c.doc_id for c in all_chunks),
-                       sources=index.manifest.sources + new_sources, files_stamp="")
-    return Index(manifest, all_chunks, store)
+                       documents=index.manifest.documents + tuple(entries))
+    return Index(manifest, all_chunks, store, index.documents + tuple(documents))
+
+
+def without_documents(index: Index, doc_ids: set[str]) -> Index:
+    """A new `Index` without the passages, texts and entries of `doc_ids`; nothing is
+    re-embedded: the kept vectors are read back from the store into a new one."""
+    keep = [i for i, c in enumerate(index.chunks) if c.doc_id not in doc_ids]
+    if index.vectors.ntotal:
+        vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal)[keep]
+    else:
+        vectors = np.zeros((0, index.manifest.dimension), dtype=np.float32)
+    chunks = tuple(index.chunks[i] for i in keep)
+    manifest = replace(index.manifest, n_chunks=len(chunks),
+                       corpus_hash=ids_hash(c.doc_id for c in chunks),
+                       documents=tuple(e for e in index.manifest.documents if e.doc_id not in doc_ids))
+    return Index(manifest, chunks, vector_store(vectors.reshape(-1, index.manifest.dimension)),
+                 tuple(d for d in index.documents if d.doc_id not in doc_ids))
 
 
 def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,
                 corpus_hash: str, sources: list[str], files_stamp: str = "",
-                progress: bool = False) -> Index:
+                progress: bool = False, documents: Sequence[Document] = (),
+                entries: Sequence[Entry] = ()) -> Index:
     from tqdm import tqdm
 
     if not chunks:
@@ -173,8 +215,8 @@ def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chu
     store = vector_store(vectors)
     manifest = Manifest(FORMAT_VERSION, embedder.name, int(vectors.shape[1]), chunk_size,
                         chunk_overlap, corpus_hash, tuple(sources), len(chunks),
-                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp)
-    return Index(manifest, tuple(chunks), store)
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp, tuple(entries))
+    return Index(manifest, tuple(chunks), store, tuple(documents))
 
 
 def save_index(index: Index, index_dir: Path) -> Path:
@@ -192,6 +234,9 @@ def save_index(index: Index, index_dir: Path) -> Path:
         with open(staging / "chunks.jsonl", "w", encoding="utf-8") as f:
             for chunk in index.chunks:
                 f.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+        with open(staging / "documents.jsonl", "w", encoding="utf-8") as f:
+            for document in index.documents:
+                f.write(json.dumps(asdict(document), ensure_ascii=False) + "\n")
         (staging / "manifest.json").write_text(_manifest_json(index.manifest), encoding="utf-8")
         for path in staging.iterdir():
             with open(path, "rb") as f:
@@ -247,6 +292,7 @@ def read_manifest(index_dir: Path) -> Manifest:
     try:
         raw = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
         raw["sources"] = tuple(raw["sources"])
+        raw["documents"] = tuple(Entry(**entry) for entry in raw.get("documents", ()))
         return Manifest(**raw)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise IndexCorruptError(f"index manifest in {build} is unreadable ({type(error).__name__}): "
@@ -265,12 +311,33 @@ def load_index(index_dir: Path) -> Index:
         raise IndexCorruptError(f"index vectors in {build} are unreadable ({type(error).__name__}): {fix}") from None
     try:
         with open(build / "chunks.jsonl", encoding="utf-8") as f:
-            chunks = tuple(Chunk(**json.loads(line)) for line in f if line.strip())
+            chunks = tuple(_chunk(json.loads(line)) for line in f if line.strip())
     except (OSError, ValueError, TypeError) as error:
         raise IndexCorruptError(f"index passages in {build} are unreadable ({type(error).__name__}): {fix}") from None
+    try:
+        with open(build / "documents.jsonl", encoding="utf-8") as f:
+            documents = tuple(_document(json.loads(line)) for line in f if line.strip())
+    except FileNotFoundError:
+        documents = ()  # an index of passages only (a public set's contexts)
+    except (OSError, ValueError, TypeError) as error:
+        raise IndexCorruptError(f"index documents in {build} are unreadable ({type(error).__name__}): {fix}") from None
+    if {d.doc_id for d in documents} != {e.doc_id for e in manifest.documents}:
+        raise IndexCorruptError(f"index in {build} lists other documents than it holds: {fix}")
     if store.ntotal != len(chunks) or len(chunks) != manifest.n_chunks or store.d != manifest.dimension:
         raise IndexCorruptError(
             f"index in {build} is inconsistent ({store.ntotal} vectors of dimension {store.d}, "
             f"{len(chunks)} passages, manifest says {manifest.n_chunks} of {manifest.dimension}): {fix}"
         )
-    return Index(manifest, chunks, store)
+    return Index(manifest, chunks, store, documents)
+
+
+def _chunk(raw: dict) -> Chunk:
+    raw["page_starts"] = tuple(raw.get("page_starts", ()))
+    raw["headings"] = tuple(tuple(h) for h in raw.get("headings", ()))
+    return Chunk(**raw)
+
+
+def _document(raw: dict) -> Document:
+    raw["pages"] = tuple(raw.get("pages", ()))
+    raw["sections"] = tuple(tuple(s) for s in raw.get("sections", ()))
+    return Document(**raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -50,23 +51,37 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_documents(sources: Iterable[str | Path]) -> list[Document]:
-    """Load every source; `bundled:...` names the article shipped with the package.
+@dataclass(frozen=True)
+class Source:
+    """A document read from where it came from."""
 
-    An empty list of sources means the bundled article.
-    """
+    document: Document
+    origin: str  # BUNDLED or the file's absolute path
+    size: int  # bytes of the file (of the text, for the bundled article)
+
+
+def read_sources(sources: Iterable[str | Path]) -> list[Source]:
+    """Read every source (files, folders, `bundled:...` for the article shipped with the
+    package); an empty list of sources means the bundled article."""
     sources = list(sources) or [BUNDLED]
-    docs: list[Document] = []
+    read: list[Source] = []
     plain: list[str | Path] = []
     for source in sources:
         if str(source).startswith("bundled:"):
-            docs.append(bundled_document())
+            read.append(Source(bundled_document(), BUNDLED, len(_bundled_text().encode())))
         else:
             plain.append(source)
-    docs.extend(read_file(p) for p in expand_paths(plain))
-    if not docs:
+    for path in expand_paths(plain):
+        document = read_file(path)
+        read.append(Source(document, str(path.resolve()), path.stat().st_size))
+    if not read:
         raise CorpusError("no documents to index")
-    return docs
+    return read
+
+
+def load_documents(sources: Iterable[str | Path]) -> list[Document]:
+    """The documents of `read_sources`."""
+    return [source.document for source in read_sources(sources)]
 
 
 def files_stamp(sources: Iterable[str | Path]) -> str:

@@ -22,21 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.chunking import chunk_documents, sentence_spans
+from qa.chunking import sentence_spans
 from qa.citations import SupportChecker, answer_sentences, figures, is_abstention, numbers, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
-    CorpusError,
-    IndexMismatchError,
-    IndexNotFoundError,
     InputError,
     SettingsError,
 )
 from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
 from qa.generation import Generator, Likelihoods, make_generator
-from qa.index import Index, build_index, load_index, read_manifest, restamp, save_index
+from qa.index import Index
 from qa.language import detect_language
-from qa.loading import BUNDLED, corpus_hash, files_stamp, load_documents
+from qa.library import open_index
 from qa.prompting import (
     ANSWER_PREFIX,
     TRANSLATION_PROMPT_VERSION,
@@ -207,62 +204,6 @@ def validate_question(question: str, max_chars: int) -> str:
     if len(question) > max_chars:
         raise InputError(f"the question is {len(question)} characters long; the limit is {max_chars}")
     return question
-
-
-def build_from_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
-                       progress: bool = False) -> Index:
-    sources = list(sources) or [BUNDLED]
-    stamp = files_stamp(sources)  # before reading: a file changed meanwhile is re-read next time
-    docs = load_documents(sources)
-    chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
-    return build_index(chunks, embedder, chunk_size=settings.chunk_size,
-                       chunk_overlap=settings.chunk_overlap, corpus_hash=corpus_hash(docs),
-                       sources=sources, files_stamp=stamp, progress=progress)
-
-
-def index_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
-                  progress: bool = False) -> Index:
-    """`qa index`: build over `sources` (the bundled article when empty) and make it current."""
-    resolved = [s if s.startswith("bundled:") else str(Path(s).resolve()) for s in sources]
-    index = build_from_sources(resolved, embedder, settings, progress)
-    save_index(index, settings.index_dir)
-    return index
-
-
-def open_index(settings: Settings, embedder: Embedder, progress: bool = False) -> Index:
-    """The current index, built when missing and rebuilt when settings or documents changed."""
-    try:
-        manifest = read_manifest(settings.index_dir)
-    except IndexNotFoundError:
-        log.info("no index in %s: building one over the bundled article", settings.index_dir)
-        return index_sources([BUNDLED], embedder, settings, progress)
-    reasons = manifest.mismatches(embedder.name, settings.chunk_size, settings.chunk_overlap)
-    try:
-        stamp = files_stamp(manifest.sources)
-    except CorpusError:
-        stamp = ""  # a source is gone: reading them, below, says which
-    if not reasons and stamp and stamp == manifest.files_stamp:
-        return load_index(settings.index_dir)  # same files, same sizes and times: not read again
-    try:
-        docs = load_documents(manifest.sources)
-    except CorpusError as error:
-        if reasons:
-            raise IndexMismatchError(
-                f"the index must be rebuilt ({'; '.join(reasons)}) but its documents can't be "
-                f"read ({error}): run `qa index PATH...`"
-            ) from None
-        log.warning("the index's documents can't be re-read (%s); using the index as built", error)
-        return load_index(settings.index_dir)
-    if corpus_hash(docs) != manifest.corpus_hash:
-        reasons.append("the documents changed")
-    if reasons:
-        log.info("rebuilding the index: %s", "; ".join(reasons))
-        index = build_from_sources(manifest.sources, embedder, settings, progress)
-        save_index(index, settings.index_dir)
-        return index
-    if stamp:  # touched but unchanged (a copy, a checkout): remembered, so not read next time
-        restamp(settings.index_dir, stamp)
-    return load_index(settings.index_dir)
 
 
 def translation_memory_path(cache_dir: Path, model: str) -> Path:

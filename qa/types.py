@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,6 +15,13 @@ class Document:
     source: str  # what a person reads as the document's name (file name)
     text: str
     language: Language
+    pages: tuple[int, ...] = ()  # offsets where each page starts (PDF): page n starts at pages[n-1]
+    sections: tuple[tuple[int, str], ...] = ()  # (offset, heading) of each heading, in order
+
+
+def _at(offset: int, marks: tuple[tuple[int, str], ...] | tuple[int, ...]) -> int:
+    """How many of the sorted marks' offsets are at or before `offset`."""
+    return bisect.bisect_right([m[0] if isinstance(m, tuple) else m for m in marks], offset)
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,23 @@ class Chunk:
     end: int
     text: str
     language: Language
+    page: int = 0  # the page (1-based) the passage starts on; 0: the document has no pages
+    page_starts: tuple[int, ...] = ()  # document offsets inside the passage where a page starts
+    section: str = ""  # the nearest heading before the passage
+    headings: tuple[tuple[int, str], ...] = ()  # (document offset, heading) inside the passage
+
+    def page_at(self, offset: int) -> int:
+        """The page of document offset `offset` inside this passage (0: no pages).
+
+        >>> Chunk("d#0", "d", "d.pdf", 10, 30, "x" * 20, "fr", page=2, page_starts=(20,)).page_at(25)
+        3
+        """
+        return self.page + _at(offset, self.page_starts) if self.page else 0
+
+    def section_at(self, offset: int) -> str:
+        """The nearest heading at or before document offset `offset` ("" when none)."""
+        inside = _at(offset, self.headings)
+        return self.headings[inside - 1][1] if inside else self.section
 
 
 @dataclass(frozen=True)
@@ -45,6 +70,16 @@ class Citation:
     quote_start: int  # offsets of the quote in the document
     quote_end: int
     support: float  # 0..1, how well the quote supports the sentence
+
+    @property
+    def page(self) -> int:
+        """The page the quote starts on (0: the document has no pages)."""
+        return self.chunk.page_at(self.quote_start)
+
+    @property
+    def section(self) -> str:
+        """The heading the quote is under ("" when none)."""
+        return self.chunk.section_at(self.quote_start)
 
 
 @dataclass(frozen=True)
@@ -85,6 +120,8 @@ class Answer:
                     "quote": c.quote,
                     "quote_start": c.quote_start,
                     "quote_end": c.quote_end,
+                    "page": c.page or None,
+                    "section": c.section or None,
                 }
                 for c in self.citations
             ],
@@ -94,6 +131,8 @@ class Answer:
                     "chunk_id": p.chunk.chunk_id,
                     "source": p.chunk.source,
                     "text": p.chunk.text,
+                    "page": p.chunk.page or None,
+                    "section": p.chunk.section or None,
                     "score": round(p.score, 6),
                 }
                 for p in self.passages

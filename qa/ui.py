@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from qa.chunking import chunk_documents
+from qa import library
+from qa.citations import location
 from qa.errors import CorpusError
-from qa.index import extend_index
+from qa.index import Index
 from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
+from qa.loading import Source
 from qa.pipeline import Pipeline
 from qa.types import Answer, Chunk, Document, Language, Passage, Preview
 
@@ -30,7 +32,6 @@ TEXT = {
         "no_answer": "Pas de réponse dans les sources",
         "see_closest": "Passages les plus proches : {list} (voir les sources).",
         "understood": "Question comprise :",
-        "chars": "caractères {start}–{end}",
         "empty": "Les passages cités s’afficheront ici, la phrase qui appuie la réponse surlignée.",
     },
     "en": {
@@ -40,7 +41,6 @@ TEXT = {
         "no_answer": "No answer in the sources",
         "see_closest": "Closest passages: {list} (see the sources).",
         "understood": "Question understood as:",
-        "chars": "characters {start}–{end}",
         "empty": "The cited passages will show here, with the sentence that supports the answer "
                  "highlighted.",
     },
@@ -209,62 +209,43 @@ class Session:
 MAX_SESSION_CHARS = 2_000_000  # about 3,500 passages: embedding them takes minutes on 2 cores
 
 
-def _unique_name(name: str, taken: set[str]) -> str:
-    """`name`, or `name (2).ext`... when a different document already has that name."""
-    if name not in taken:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    n = 2
-    while (candidate := f"{stem} ({n}){dot}{suffix}") in taken:
-        n += 1
-    return candidate
-
-
 def add_documents(session: Session, base: Pipeline, docs: Sequence[Document],
                   progress: Progress | None = None) -> tuple[Session, list[str], list[str]]:
-    """A new session whose index also holds `docs`; returns it, the names added and the names
-    skipped because the same text is already there. `session` is left as it was."""
+    """A new session whose index also holds `docs` (in memory, for this visitor); returns it,
+    the names added and the names skipped because the same text is already there. `session`
+    is left as it was."""
     current = (session.pipeline or base).load()
-    index = current.index
-    known_ids = {c.doc_id for c in index.chunks}
-    names = {c.source for c in index.chunks}
-    fresh: list[Document] = []
-    skipped: list[str] = []
-    for doc in docs:
-        if doc.doc_id in known_ids or doc.doc_id in {d.doc_id for d in fresh}:
-            skipped.append(doc.source)
-            continue
-        name = _unique_name(doc.source, names)
-        names.add(name)
-        fresh.append(replace(doc, source=name))
-    if not fresh:
-        return session, [], skipped
+    known = {e.doc_id for e in current.index.manifest.documents}
+    fresh = [d for d in docs if d.doc_id not in known]
     chars = session.chars + sum(len(d.text) for d in fresh)
     if chars > MAX_SESSION_CHARS:
         raise CorpusError(
             f"these documents would bring this session to {chars:,} characters of text; the limit "
             f"is {MAX_SESSION_CHARS:,}: remove your documents or upload shorter ones"
         )
-    settings = base.settings
-    if progress is not None:
-        progress(0.0, desc="Splitting into passages")
-    chunks = chunk_documents(fresh, settings.chunk_size, settings.chunk_overlap)
-    if not chunks:
-        raise CorpusError("the documents gave no passages to index")
+    change = add_to_index(current.index, docs, current.embedder, progress)
+    if not change.added:
+        return session, [], list(change.skipped)
+    pipeline = current.with_index(change.index)
+    return (replace(session, pipeline=pipeline, documents=session.documents + change.added,
+                    chars=chars), list(change.added), list(change.skipped))
+
+
+def add_to_index(index: Index, docs: Sequence[Document], embedder,
+                 progress: Progress | None = None) -> library.Change:
+    """`library.add` of uploaded documents, reporting progress as the web page shows it."""
 
     def embedded(done: int, total: int) -> None:
         if progress is not None:
             progress(done / total, desc=f"Embedding passages {done}/{total}")
 
-    extended = extend_index(index, chunks, current.embedder, embedded)
     if progress is not None:
+        progress(0.0, desc="Splitting into passages")
+    sources = [Source(d, library.UPLOAD, len(d.text.encode())) for d in docs]
+    change = library.add(index, sources, embedder, embedded)
+    if progress is not None and change.added:
         progress(1.0, desc="Indexing words")
-    pipeline = current.with_index(extended)
-    added = [d.source for d in fresh]
-    return (replace(session, pipeline=pipeline, documents=session.documents + tuple(added),
-                    chars=chars), added, skipped)
+    return change
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,9 +314,9 @@ def answer_html(answer: Answer, asked: str | None = None) -> str:
     return out
 
 
-def _passage_card(passage_n: int, chunk: Chunk, language: Language, body: str, cited: bool) -> str:
-    t = TEXT[language]
-    where = t["chars"].format(start=chunk.start, end=chunk.end)
+def _passage_card(passage_n: int, chunk: Chunk, language: Language, body: str, cited: bool,
+                  offset: int | None = None) -> str:
+    where = location(chunk, chunk.start if offset is None else offset, language)
     return (
         f'<div class="qa-source{" qa-cited" if cited else ""}" id="qa-source-{passage_n}">'
         f'<div class="qa-source-head"><span class="qa-n">[{passage_n}]</span> '
@@ -362,7 +343,8 @@ def sources_html(answer: Answer | None, language: Language = "fr") -> str:
         for c in answer.citations:
             start, end = quote_span(c.quote, c.quote_start, c.quote_end, c.chunk)
             parts.append(_passage_card(c.n, c.chunk, answer.language,
-                                       highlight(c.chunk.text, start, end), cited=True))
+                                       highlight(c.chunk.text, start, end), cited=True,
+                                       offset=c.quote_start))
         rest = [p for p in answer.passages if p.n not in cited_ns]
     else:
         shown = answer.passages[:2]
@@ -383,7 +365,8 @@ def preview_html(preview: Preview) -> str:
     parts = [f'<div class="qa-sources-title">{esc(t["sources"])}</div>']
     for c in preview.citations:
         start, end = quote_span(c.quote, c.quote_start, c.quote_end, c.chunk)
-        parts.append(_passage_card(c.n, c.chunk, preview.language, highlight(c.chunk.text, start, end), cited=True))
+        parts.append(_passage_card(c.n, c.chunk, preview.language, highlight(c.chunk.text, start, end),
+                                   cited=True, offset=c.quote_start))
     return f'<div class="qa-sources qa-preview">{"".join(parts)}</div>'
 
 

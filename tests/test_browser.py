@@ -221,7 +221,7 @@ def message_text(message: dict) -> str:
 
 
 def test_an_uploaded_pdf_is_cited_and_a_follow_up_is_rewritten(page, artifacts, tmp_path):
-    from tests.test_app import minimal_pdf
+    from tests.files import minimal_pdf
 
     pdf = tmp_path / "rapport-zorglub.pdf"
     pdf.write_bytes(minimal_pdf("Le code du coffre de la societe Zorglub est 4321."))

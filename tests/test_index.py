@@ -6,8 +6,8 @@ import pytest
 import qa.index as index_module
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.index import extend_index, load_index, read_manifest, save_index
+from qa.library import build_from_sources, index_sources, open_index
 from qa.loading import BUNDLED
-from qa.pipeline import build_from_sources, index_sources, open_index
 from tests.fakes import FakeEmbedder
 
 
@@ -129,7 +129,7 @@ def test_unchanged_files_are_not_read_again(settings, embedder, tmp_path, monkey
     def no_reading(sources):
         raise AssertionError("the documents were read again")
 
-    monkeypatch.setattr("qa.pipeline.load_documents", no_reading)
+    monkeypatch.setattr("qa.library.read_sources", no_reading)
     assert "chat" in open_index(settings, embedder).chunks[0].text  # names, sizes, times suffice
     doc.write_text("Le chien aboie dans le jardin.", encoding="utf-8")
     with pytest.raises(AssertionError, match="read again"):  # a changed file is read
@@ -139,15 +139,15 @@ def test_unchanged_files_are_not_read_again(settings, embedder, tmp_path, monkey
 def test_a_touched_but_unchanged_file_is_read_once_then_remembered(settings, embedder, tmp_path, monkeypatch):
     import os
 
-    import qa.pipeline
+    import qa.library
 
     doc = tmp_path / "notes.txt"
     doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
     index_sources([str(doc)], embedder, settings)
     os.utime(doc, ns=(1_000_000_000, 1_000_000_000))  # a checkout or a copy: same text, new time
     reads = []
-    real = qa.pipeline.load_documents
-    monkeypatch.setattr("qa.pipeline.load_documents", lambda sources: reads.append(1) or real(sources))
+    real = qa.library.read_sources
+    monkeypatch.setattr("qa.library.read_sources", lambda sources: reads.append(1) or real(sources))
     calls = embedder.calls
     open_index(settings, embedder)
     open_index(settings, embedder)
@@ -167,16 +167,30 @@ def test_an_index_without_a_files_stamp_is_checked_by_reading(settings, embedder
     assert "chien" in open_index(settings, embedder).chunks[0].text
 
 
-def test_mismatch_with_unreadable_documents_names_the_fix(settings, embedder, tmp_path):
+def test_a_library_whose_files_are_gone_is_re_embedded_from_its_own_texts(settings, embedder, tmp_path):
     doc = tmp_path / "gone.txt"
     doc.write_text("Un texte qui va disparaître.", encoding="utf-8")
     index_sources([str(doc)], embedder, settings)
     doc.unlink()
     other = FakeEmbedder()
     other.name = "other"
-    with pytest.raises(IndexMismatchError, match="embedder 'fake', asked for 'other'.*qa index"):
-        open_index(settings, other)
-    assert open_index(settings, embedder).manifest.embedder == "fake"  # still usable as built
+    rebuilt = open_index(settings, other)
+    assert rebuilt.manifest.embedder == "other"
+    assert "disparaître" in rebuilt.chunks[0].text and rebuilt.documents[0].text.startswith("Un texte")
+    assert read_manifest(settings.index_dir).embedder == "other"
+
+
+def test_an_older_index_whose_files_are_gone_names_the_fix(settings, embedder, tmp_path):
+    doc = tmp_path / "gone.txt"
+    doc.write_text("Un texte qui va disparaître.", encoding="utf-8")
+    index_sources([str(doc)], embedder, settings)
+    manifest_path = index_module.current_build(settings.index_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 1  # as written before the library
+    manifest_path.write_text(json.dumps(manifest))
+    doc.unlink()
+    with pytest.raises(IndexMismatchError, match="older format.*qa index"):
+        open_index(settings, embedder)
 
 
 def test_manifest_records_what_the_issue_names(settings, embedder):

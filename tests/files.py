@@ -1,0 +1,47 @@
+"""Small real files of each supported type, written by the tests that need them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def minimal_pdf(*pages: str) -> bytes:
+    """A PDF with one page per argument whose text layer is that text (ASCII), with a correct
+    cross-reference table."""
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
+    ]
+    font = 3 + 2 * len(pages)
+    for i, text in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+                       f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def minimal_docx(path: Path, paragraphs: list[str], headings: dict[int, str] | None = None) -> Path:
+    """A Word file: `headings[i]` (a "Heading 1") goes before paragraph i; then a 2-cell table."""
+    import docx
+
+    document = docx.Document()
+    for i, p in enumerate(paragraphs):
+        if headings and i in headings:
+            document.add_heading(headings[i], level=1)
+        document.add_paragraph(p)
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Zorglub", "4321"
+    document.save(path)
+    return path
