@@ -1,8 +1,11 @@
-"""The web page: `python app.py [--host 127.0.0.1] [--port 7860] [--share]`.
+"""The web page: `python app.py [--host 127.0.0.1] [--port 7860] [--library shared|private] [--share]`.
 
-A thin adapter over `qa.pipeline.Pipeline` and `qa.ui`: the chat function streams the draft,
-then puts the verified answer in its place and fills the sources panel; uploads build the
-visitor's own index. `QAError`s become `gr.Error`s (one line, no traceback).
+A thin adapter over `qa.pipeline.Pipeline`, `qa.library` and `qa.ui`: the chat function streams
+the draft, then puts the verified answer in its place and fills the sources panel; a source's
+button opens its document at the cited span. Uploads join the saved library (`--library
+shared`, the default on loopback: one person's own machine) or the visitor's own in-memory index
+(`private`, the default for any other host, so that visitors never see each other's files).
+`QAError`s become `gr.Error`s (one line, no traceback).
 
 The models and the default index load once, in `main()` before the server starts (or at the
 first request when `Engine` is used on its own), never at import: `import app` loads neither
@@ -24,10 +27,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa import ui
+from qa import library, ui
 from qa.documents import MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, read_upload
-from qa.errors import InputError, QAError
+from qa.errors import CorpusError, InputError, QAError
+from qa.index import Index, save_index
 from qa.language import detect_language
+from qa.loading import BUNDLED, Source, bundled_document
 from qa.pipeline import Pipeline, validate_question
 from qa.settings import Settings
 from qa.types import Answer, Preview
@@ -68,15 +73,27 @@ CSS = """
 .qa-others summary { cursor: pointer; margin: .4em 0; opacity: .8; }
 .qa-documents { margin: 0 0 .5em 1.2em; font-size: .9em; }
 .qa-documents .qa-uploaded { font-weight: 600; }
+.qa-library-head { font-size: .85em; opacity: .75; margin-bottom: .2em; }
+.qa-open { font-size: .8em; margin-left: .4em; padding: 0 .4em; border-radius: 3px; cursor: pointer;
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-primary); }
+.qa-viewer-head { font-size: .9em; margin-bottom: .4em; }
+.qa-viewer-text { white-space: pre-wrap; max-height: 420px; overflow-y: auto; line-height: 1.45;
+  font-size: .92em; position: relative; }
+.qa-viewer-text mark { background: #fde047; color: inherit; }
 """
 
 
 class Engine:
-    """The models and the default index, loaded once and shared by every visitor."""
+    """The models and the default index, loaded once and shared by every visitor.
+
+    With `shared_library`, documents added or removed from the page change the saved library
+    (`qa docs` sees them, and they survive a restart); without, a visitor's uploads are theirs
+    alone and last as long as their session."""
 
     def __init__(self, settings: Settings | None = None, embedder=None, generator=None,
-                 index=None) -> None:
+                 index=None, shared_library: bool = False) -> None:
         self.settings = settings or Settings.from_env()
+        self.shared_library = shared_library
         self._base = Pipeline(self.settings, embedder=embedder, generator=generator, index=index)
         self._lock = threading.Lock()
 
@@ -84,6 +101,16 @@ class Engine:
         """The default pipeline, loaded (once: concurrent first requests wait for one load)."""
         with self._lock:
             return self._base.load()
+
+    def change_library(self, change: Callable[[Index, Any], Index]) -> Pipeline:
+        """Apply `change(index, embedder)` to the shared library, save it, and answer from it."""
+        with self._lock:
+            base = self._base.load()
+            index = change(base.index, base.embedder)
+            if index is not base.index:
+                save_index(index, self.settings.index_dir)
+                self._base = base.with_index(index)
+            return self._base
 
     def models_line(self) -> str:
         embedder = getattr(self._base.embedder, "name", None) or self.settings.embedder
@@ -176,7 +203,8 @@ def _paths(files: Any) -> list[Path]:
 
 def upload(engine: Engine, files: Any, session: ui.Session | None,
            progress: Callable[..., object] | None = None) -> tuple[ui.Session, str, None]:
-    """Add uploaded files to the visitor's index: all of them, or none when one can't be used.
+    """Add uploaded files: to the shared library, or to the visitor's own index; all of them,
+    or none when one can't be used.
 
     Returns (session, documents HTML, None to clear the upload box)."""
     session = session or ui.Session()
@@ -190,7 +218,18 @@ def upload(engine: Engine, files: Any, session: ui.Session | None,
             if progress is not None:
                 progress(i / len(paths), desc=f"Reading {path.name}")
             docs.append(read_upload(path))
-        new, added, skipped = ui.add_documents(session, base, docs, progress)
+        if engine.shared_library:
+            change = None
+
+            def adding(index, embedder):
+                nonlocal change
+                change = ui.add_to_index(index, docs, embedder, progress)
+                return change.index
+
+            engine.change_library(adding)
+            new, added, skipped = session, list(change.added), list(change.skipped)
+        else:
+            new, added, skipped = ui.add_documents(session, base, docs, progress)
     except QAError as error:
         raise user_error(f"{error}. Nothing was added: your documents are as they were.") from None
     except Exception as error:
@@ -203,6 +242,39 @@ def upload(engine: Engine, files: Any, session: ui.Session | None,
     if skipped:
         note += f"Déjà là / Already there: {', '.join(skipped)}."
     return new, documents_panel(engine, new, note), None
+
+
+def remove_documents(engine: Engine, names: Sequence[str] | None, session: ui.Session | None
+                     ) -> tuple[ui.Session, str]:
+    """Remove documents by name: from the shared library, or from the visitor's own uploads."""
+    session = session or ui.Session()
+    names = [n for n in (names or []) if n]
+    if not names:
+        raise user_error("Choisissez les documents à retirer. / Choose the documents to remove.")
+    try:
+        if engine.shared_library:
+            engine.change_library(lambda index, embedder: library.remove(index, names))
+        else:
+            theirs = [n for n in names if n in session.documents]
+            if len(theirs) < len(names) or session.pipeline is None:
+                raise CorpusError("only the documents you added can be removed here")
+            smaller = library.remove(session.pipeline.index, theirs)
+            session = replace(session, pipeline=engine.base().with_index(smaller),
+                              documents=tuple(n for n in session.documents if n not in theirs))
+    except QAError as error:
+        raise user_error(f"{error}. Nothing was removed.") from None
+    return session, documents_panel(engine, session, f"Retiré / Removed: {', '.join(names)}.")
+
+
+def restore_article(engine: Engine, session: ui.Session | None) -> tuple[ui.Session, str]:
+    """Put the bundled article back in the shared library."""
+    session = session or ui.Session()
+    if not engine.shared_library:
+        return reset_documents(engine, session)
+    bundled = bundled_document()
+    article = Source(bundled, BUNDLED, len(bundled.text.encode()))
+    engine.change_library(lambda index, embedder: library.add(index, [article], embedder).index)
+    return session, documents_panel(engine, session, f"Ajouté / Added: {bundled.source}.")
 
 
 def reset_documents(engine: Engine, session: ui.Session | None) -> tuple[ui.Session, str]:
@@ -219,12 +291,54 @@ def clear_chat(session: ui.Session | None) -> tuple[ui.Session, str]:
 def documents_panel(engine: Engine, session: ui.Session | None, note: str = "") -> str:
     """The documents a visitor's questions are answered from, and what just happened to them."""
     session = session or ui.Session()
-    index = engine.base().index
-    names = dict.fromkeys(c.source for c in index.chunks)  # file names, never server paths
-    body = ui.documents_html(list(names), session)
-    if note:
-        body += f'<div class="qa-note">{ui.esc(note)}</div>'
-    return body
+    index = (session.pipeline or engine.base()).index
+    return ui.library_html(index.manifest.documents, session.documents, engine.shared_library, note)
+
+
+def removable(engine: Engine, session: ui.Session | None) -> list[str]:
+    """The names a visitor may remove: every document of a shared library, else their own."""
+    session = session or ui.Session()
+    if engine.shared_library:
+        return [e.name for e in engine.base().index.manifest.documents]
+    return list(session.documents)
+
+
+def open_document(engine: Engine, session: ui.Session | None, target: str) -> str:
+    """The viewer's HTML for `target` ("doc_id:start:end" from a source's button)."""
+    session = session or ui.Session()
+    try:
+        doc_id, start, end = str(target).rsplit(":", 2)
+        start, end = int(start), int(end)
+    except ValueError:
+        raise user_error("this link does not point at a document") from None
+    index = (session.pipeline or engine.base()).index
+    doc = index.document(doc_id)
+    if doc is None:
+        raise user_error("this document is no longer in the library")
+    language = session_language(session)
+    return ui.document_html(doc, start, end, language)
+
+
+def session_language(session: ui.Session) -> str:
+    last = session.previous
+    return detect_language(last, default="fr") if last else "fr"
+
+
+# The sources panel's "open in the document" buttons: one listener for whatever the panel holds.
+OPEN_ON_CLICK = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('[data-qa-open]');
+  if (button) trigger('click', {open: button.dataset.qaOpen});
+});
+"""
+# The viewer scrolls to the cited span each time it shows a document.
+SCROLL_TO_MARK = """
+watch('value', () => {
+  const mark = element.querySelector('#qa-viewer-mark');
+  const box = element.querySelector('.qa-viewer-text');
+  if (mark && box) box.scrollTop = mark.offsetTop - box.offsetTop - box.clientHeight / 3;
+});
+"""
 
 
 def build_demo(engine: Engine) -> gr.Blocks:
@@ -264,20 +378,33 @@ def build_demo(engine: Engine) -> gr.Blocks:
                 examples = gr.Examples(EXAMPLES, inputs=message,
                                        label="Exemples (cliquer pour demander) · Examples (click to ask)")
             with gr.Column(scale=2):
-                sources = gr.HTML(ui.sources_html(None), elem_id="qa-sources", js_on_load=None,
+                sources = gr.HTML(ui.sources_html(None), elem_id="qa-sources", js_on_load=OPEN_ON_CLICK,
                                   label="Sources")
+                with gr.Accordion("Document", open=False, elem_id="qa-viewer-box") as viewer_box:
+                    viewer = gr.HTML("", elem_id="qa-viewer", js_on_load=SCROLL_TO_MARK)
                 with gr.Accordion("Vos documents · Your documents", open=False):
                     gr.Markdown(
                         f"Ajoutez vos fichiers ({', '.join(UPLOAD_SUFFIXES)} ; "
-                        f"{MAX_UPLOAD_BYTES // 2**20} Mo max chacun) : ils deviennent des sources "
-                        "pour vous seul. · Add your files (up to "
-                        f"{MAX_UPLOAD_BYTES // 2**20} MB each): they become sources, for you only."
+                        f"{MAX_UPLOAD_BYTES // 2**20} Mo max chacun). · Add your files (up to "
+                        f"{MAX_UPLOAD_BYTES // 2**20} MB each). "
+                        + ("Ils rejoignent la bibliothèque partagée de ce serveur. · They join this "
+                           "server's shared library." if engine.shared_library else
+                           "Ils deviennent des sources pour vous seul. · They become sources for "
+                           "you only.")
                     )
                     documents = gr.HTML("", elem_id="qa-documents", js_on_load=None)
                     files = gr.File(elem_id="qa-files", file_count="multiple",
                                     file_types=list(UPLOAD_SUFFIXES), label="Fichiers · Files")
-                    reset = gr.Button("Revenir aux documents de départ · Back to the default "
-                                      "documents", elem_id="qa-reset", size="sm")
+                    with gr.Row():
+                        to_remove = gr.Dropdown([], value=None, multiselect=True, elem_id="qa-remove-names",
+                                                label="Retirer · Remove", scale=3)
+                        remove = gr.Button("Retirer · Remove", elem_id="qa-remove", size="sm", scale=1)
+                    if engine.shared_library:
+                        reset = gr.Button("Remettre l’article de départ · Restore the bundled article",
+                                          elem_id="qa-restore", size="sm")
+                    else:
+                        reset = gr.Button("Revenir aux documents de départ · Back to the default "
+                                          "documents", elem_id="qa-reset", size="sm")
                 with gr.Accordion("Réglages · Settings", open=False):
                     top_k = gr.Slider(1, 10, value=settings.top_k, step=1,
                                       label="Passages donnés au modèle · Passages given to the model")
@@ -300,21 +427,55 @@ def build_demo(engine: Engine) -> gr.Blocks:
                "concurrency_id": "model", "show_progress": "minimal"}
         message.submit(**ask, api_name="ask")
         examples.load_input_event.then(**ask, api_visibility="undocumented")
+        def choices(s):
+            return gr.Dropdown(choices=removable(engine, s), value=None)
+
+        library_changed = {"fn": choices, "inputs": [session], "outputs": [to_remove],
+                           "api_visibility": "undocumented", "concurrency_limit": None}
         files.upload(
             upload_fn, inputs=[files, session], outputs=[session, documents, files],
             concurrency_limit=1, concurrency_id="model", api_name="add_documents",
             show_progress_on=[files],
-        ).failure(  # empty the upload box, or the refused file would come back with the next one
+        ).then(**library_changed).failure(  # empty the upload box, or the refused file would come back
             lambda s: (documents_panel(engine, s), None), inputs=[session],
             outputs=[documents, files], api_visibility="undocumented", concurrency_limit=None)
-        reset.click(lambda s: reset_documents(engine, s), inputs=[session],
-                    outputs=[session, documents], api_name="reset_documents",
-                    concurrency_limit=1, concurrency_id="model")  # not in the middle of an answer
+        remove.click(lambda names, s: remove_documents(engine, names, s), inputs=[to_remove, session],
+                     outputs=[session, documents], api_name="remove_documents",
+                     concurrency_limit=1, concurrency_id="model").then(**library_changed)
+        if engine.shared_library:
+            reset.click(lambda s: restore_article(engine, s), inputs=[session],
+                        outputs=[session, documents], api_name="restore_article",
+                        concurrency_limit=1, concurrency_id="model").then(**library_changed)
+        else:
+            reset.click(lambda s: reset_documents(engine, s), inputs=[session],
+                        outputs=[session, documents], api_name="reset_documents",
+                        concurrency_limit=1, concurrency_id="model").then(**library_changed)
+
+        def open_fn(s, evt=None):
+            target = (getattr(evt, "_data", None) or {}).get("open")
+            if not target:  # a click elsewhere in the panel
+                return gr.skip(), gr.skip()
+            return open_document(engine, s, target), gr.Accordion(open=True)
+
+        # Gradio passes the event's data by the parameter's type; set as an object, since this
+        # module's annotations are strings and `gr` is not among its globals.
+        open_fn.__annotations__ = {"evt": gr.EventData}
+
+        sources.click(open_fn, inputs=[session], outputs=[viewer, viewer_box],
+                      api_visibility="undocumented", concurrency_limit=None)
         chatbot.clear(clear_chat, inputs=[session], outputs=[session, sources],
                       api_visibility="undocumented", concurrency_limit=None)
-        demo.load(lambda s: documents_panel(engine, s), inputs=[session], outputs=[documents],
-                  api_visibility="undocumented", concurrency_limit=None)
+        demo.load(lambda s: (documents_panel(engine, s), choices(s)), inputs=[session],
+                  outputs=[documents, to_remove], api_visibility="undocumented", concurrency_limit=None)
     return demo
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def shares_library(args: argparse.Namespace) -> bool:
+    """Whether the page changes the saved library: as asked, else only on a loopback address."""
+    return args.library == "shared" if args.library else args.host in LOOPBACK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--library", choices=("shared", "private"),
+                        help="shared: documents added on the page join the saved library, for everyone "
+                             "(default on 127.0.0.1/localhost); private: each visitor's uploads are "
+                             "theirs alone, for their session (default for any other --host)")
     parser.add_argument("--share", action="store_true",
                         help="also open a public gradio.live link (needs the internet)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -336,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     try:
-        engine = Engine(Settings.from_env())
+        engine = Engine(Settings.from_env(), shared_library=shares_library(args))
         log.info("loading the models and the index…")
         engine.base()
     except QAError as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from qa.errors import CorpusError
@@ -21,7 +22,11 @@ from qa.language import detect_language
 from qa.types import Document
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
+UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx", ".odt", ".epub")
+MAX_PAGES = 2000  # a PDF past this is refused: reading it would take many minutes
+MAX_OCR_PAGES = 300  # scanned pages read by OCR in one file (a few seconds each)
+OCR_LANGUAGES = "fra+eng"
+OCR_DPI = 200
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
 
@@ -115,11 +120,14 @@ def read_upload(path: str | Path, name: str | None = None,
         text, sections = html_sections(raw)
     elif suffix == ".docx":
         text, sections = docx_sections(raw, display)
+    elif suffix == ".odt":
+        text, sections = odt_sections(raw, display)
+    elif suffix == ".epub":
+        text, sections = epub_sections(raw, display)
     else:
         text = plain_text(raw, display)
     if not text.strip():
-        hint = " (a scanned PDF has no text layer: run OCR first)" if suffix == ".pdf" else ""
-        raise CorpusError(f"{display} has no text to index{hint}")
+        raise CorpusError(f"{display} has no text to index")
     return make_document(display, text, pages, sections)
 
 
@@ -148,9 +156,12 @@ def pdf_text(raw: bytes, display: str) -> str:
     return pdf_pages(raw, display)[0]
 
 
-def pdf_pages(raw: bytes, display: str) -> tuple[str, tuple[int, ...]]:
+def pdf_pages(raw: bytes, display: str, on_page: Callable[[int, int], None] | None = None,
+              ) -> tuple[str, tuple[int, ...]]:
     """The text layer of every page, pages separated by a blank line, and the offset where each
-    page's text starts (a page without text starts where the next one does)."""
+    page's text starts (a page without text starts where the next one does). Pages without a
+    text layer (scans) are read by OCR when tesseract is installed (`ocr_pages`).
+    `on_page(done, total)` follows the reading."""
     import io
 
     from pypdf import PdfReader
@@ -162,12 +173,23 @@ def pdf_pages(raw: bytes, display: str) -> tuple[str, tuple[int, ...]]:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise CorpusError(f"{display} is password-protected: upload an unprotected copy")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > MAX_PAGES:
+            raise CorpusError(f"{display} has {len(reader.pages)} pages; the limit is {MAX_PAGES}: "
+                              "split it")
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            pages.append(page.extract_text() or "")
+            if on_page is not None:
+                on_page(number, len(reader.pages))
     except CorpusError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError,
             AttributeError, IndexError) as error:
         raise CorpusError(f"{display} is not a readable PDF ({type(error).__name__})") from None
+    blank = [i for i, page in enumerate(pages) if not page.strip()]
+    if blank and len(blank) >= len(pages) / 2:  # mostly scanned: read the images
+        for i, text in ocr_pages(raw, display, blank).items():
+            pages[i] = text
     parts: list[str] = []
     starts: list[int] = []
     length = 0
@@ -182,6 +204,38 @@ def pdf_pages(raw: bytes, display: str) -> tuple[str, tuple[int, ...]]:
         parts.append(page)
         length += len(page)
     return "\n\n".join(parts), tuple(starts)
+
+
+def ocr_pages(raw: bytes, display: str, numbers: list[int]) -> dict[int, str]:
+    """The text of the PDF pages `numbers` (0-based) read by OCR: each page rendered by pdfium
+    at OCR_DPI, read by Debian's tesseract (French and English). Refused with the fix when
+    tesseract or its French data is missing, or past MAX_OCR_PAGES pages."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tesseract") is None:
+        raise CorpusError(f"{display} is a scanned PDF (no text layer) and OCR is not installed: "
+                          "apt-get install tesseract-ocr tesseract-ocr-fra, then add it again")
+    listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True).stdout.split()
+    missing = [lang for lang in OCR_LANGUAGES.split("+") if lang not in listed]
+    if missing:
+        raise CorpusError(f"{display} is a scanned PDF and tesseract lacks the {'+'.join(missing)} data: "
+                          f"apt-get install {' '.join('tesseract-ocr-' + m for m in missing)}")
+    if len(numbers) > MAX_OCR_PAGES:
+        raise CorpusError(f"{display} has {len(numbers)} scanned pages; OCR reads at most "
+                          f"{MAX_OCR_PAGES} per file: split it")
+    import pypdfium2
+    import pytesseract
+
+    try:
+        document = pypdfium2.PdfDocument(raw)
+        out = {}
+        for i in numbers:
+            image = document[i].render(scale=OCR_DPI / 72).to_pil()
+            out[i] = pytesseract.image_to_string(image, lang=OCR_LANGUAGES)
+        return out
+    except (pypdfium2.PdfiumError, pytesseract.TesseractError, OSError, RuntimeError) as error:
+        raise CorpusError(f"{display}: OCR failed ({type(error).__name__})") from None
 
 
 _BLOCK_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
@@ -267,6 +321,84 @@ def docx_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str],
             continue
         if heading:
             sections.append((offset, " ".join(text.split())))
+        lines.append(text)
+        offset += len(text) + 1
+    return "\n".join(lines), tuple(sections)
+
+
+def odt_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """An OpenDocument text's paragraphs, list items and table cells in order, and its headings
+    (`text:h`) as sections."""
+    import io
+
+    if not raw.startswith(b"PK"):
+        raise CorpusError(f"{display} is not an .odt file")
+    try:
+        from odf import teletype
+        from odf.namespaces import TEXTNS
+        from odf.opendocument import load
+
+        wanted = {(TEXTNS, "p"): False, (TEXTNS, "h"): True}  # paragraphs, and headings
+        blocks = [(teletype.extractText(e), wanted[e.qname])
+                  for e in _walk(load(io.BytesIO(raw)).text) if getattr(e, "qname", None) in wanted]
+    except Exception as error:  # zip, XML and odfpy errors alike: the file is unusable
+        raise CorpusError(f"{display} is not a readable .odt file ({type(error).__name__})") from None
+    return _join_blocks(blocks)
+
+
+def _walk(node):
+    yield node
+    for child in node.childNodes:
+        yield from _walk(child)
+
+
+def epub_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """An EPUB's chapters in reading order (each read as HTML), chapters separated by a blank
+    line, and their headings as sections."""
+    import io
+    import warnings
+
+    if not raw.startswith(b"PK"):
+        raise CorpusError(f"{display} is not an .epub file")
+    try:
+        import ebooklib
+        from ebooklib import epub
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            book = epub.read_epub(io.BytesIO(raw), options={"ignore_ncx": True})
+        chapters = []
+        for item_id, _ in book.spine:
+            item = book.get_item_with_id(item_id)
+            if item is not None and item.get_type() == ebooklib.ITEM_DOCUMENT:
+                chapters.append(html_sections(item.get_content()))
+    except Exception as error:  # zip, XML and ebooklib errors alike: the file is unusable
+        raise CorpusError(f"{display} is not a readable .epub file ({type(error).__name__})") from None
+    parts: list[str] = []
+    sections: list[tuple[int, str]] = []
+    length = 0
+    for chapter, headings in chapters:
+        if not chapter.strip():
+            continue
+        if parts:
+            length += 2
+        sections.extend((length + offset, title) for offset, title in headings)
+        parts.append(chapter)
+        length += len(chapter)
+    return "\n\n".join(parts), tuple(sections)
+
+
+def _join_blocks(blocks) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """Lines from (text, is_heading) blocks, and the headings' offsets."""
+    lines: list[str] = []
+    sections: list[tuple[int, str]] = []
+    offset = 0
+    for text, heading in blocks:
+        text = " ".join(text.split())
+        if not text:
+            continue
+        if heading:
+            sections.append((offset, text))
         lines.append(text)
         offset += len(text) + 1
     return "\n".join(lines), tuple(sections)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from qa.documents import make_document, read_upload
+from qa.documents import UPLOAD_SUFFIXES, make_document, read_upload
 from qa.errors import CorpusError
 from qa.types import Document
 
 BUNDLED_NAME = "strategie-ia-open-source-chine.txt"
 BUNDLED = "bundled:" + BUNDLED_NAME
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx"}
+TEXT_SUFFIXES = set(UPLOAD_SUFFIXES)
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 

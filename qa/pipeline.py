@@ -26,6 +26,7 @@ from qa.chunking import sentence_spans
 from qa.citations import SupportChecker, answer_sentences, figures, is_abstention, numbers, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
+    CorpusError,
     InputError,
     SettingsError,
 )
@@ -33,7 +34,7 @@ from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, r
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
 from qa.language import detect_language
-from qa.library import open_index
+from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
     TRANSLATION_PROMPT_VERSION,
@@ -341,7 +342,7 @@ class Pipeline:
         if self.embedder is None:
             self.embedder = make_embedder(s.embedder, threads=s.threads)
         if self.index is None:
-            self.index = open_index(s, self.embedder, progress=self.progress)
+            self.index = open_library(s, self.embedder, progress=self.progress)
         if self.generator is None:
             self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads, engine=s.engine,
                                             progress=self.progress)
@@ -350,7 +351,9 @@ class Pipeline:
         if self.translations is None:
             self.translations = TranslationMemory(
                 translation_memory_path(s.cache_dir, getattr(self.generator, "name", "model")))
-        if self._retriever is None or self._retriever.translations is not self.translations:
+        if not self.index.chunks:  # an emptied library: refused at the first question
+            self._retriever = None
+        elif self._retriever is None or self._retriever.translations is not self.translations:
             # BM25 reads foreign passages through the translations (qa.retrieval)
             self._retriever = Retriever(self.index, self.embedder, translations=self.translations)
         if not self._warm:  # lazy weights and the language detector: load now, not on the first question
@@ -403,6 +406,8 @@ class Pipeline:
         question = validate_question(question, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
         self.load()
+        if self._retriever is None:
+            raise CorpusError(EMPTY)
         started = time.perf_counter()
         language: Language = detect_language(question, default="fr")
         passages = self._retriever.retrieve(question, language, top_k)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from qa import library
 from qa.citations import location
 from qa.errors import CorpusError
-from qa.index import Index
+from qa.index import Entry, Index
 from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
 from qa.loading import Source
 from qa.pipeline import Pipeline
@@ -33,6 +33,7 @@ TEXT = {
         "see_closest": "Passages les plus proches : {list} (voir les sources).",
         "understood": "Question comprise :",
         "empty": "Les passages cités s’afficheront ici, la phrase qui appuie la réponse surlignée.",
+        "open": "Ouvrir dans le document",
     },
     "en": {
         "sources": "Sources of the answer",
@@ -43,6 +44,7 @@ TEXT = {
         "understood": "Question understood as:",
         "empty": "The cited passages will show here, with the sentence that supports the answer "
                  "highlighted.",
+        "open": "Open in the document",
     },
 }
 
@@ -315,13 +317,19 @@ def answer_html(answer: Answer, asked: str | None = None) -> str:
 
 
 def _passage_card(passage_n: int, chunk: Chunk, language: Language, body: str, cited: bool,
-                  offset: int | None = None) -> str:
-    where = location(chunk, chunk.start if offset is None else offset, language)
+                  span: tuple[int, int] | None = None) -> str:
+    """A passage in the sources panel; its button opens the document at `span` (document
+    offsets; default: the whole passage)."""
+    start, end = span or (chunk.start, chunk.end)
+    where = location(chunk, start, language)
+    target = esc(f"{chunk.doc_id}:{start}:{end}")
     return (
         f'<div class="qa-source{" qa-cited" if cited else ""}" id="qa-source-{passage_n}">'
         f'<div class="qa-source-head"><span class="qa-n">[{passage_n}]</span> '
         f'<span class="qa-doc">{esc(chunk.source)}</span> '
-        f'<span class="qa-where">{esc(where)}</span></div>'
+        f'<span class="qa-where">{esc(where)}</span> '
+        f'<button class="qa-open" type="button" data-qa-open="{target}">'
+        f'{esc(TEXT[language]["open"])}</button></div>'
         f'<div class="qa-passage">{body}</div></div>'
     )
 
@@ -344,7 +352,7 @@ def sources_html(answer: Answer | None, language: Language = "fr") -> str:
             start, end = quote_span(c.quote, c.quote_start, c.quote_end, c.chunk)
             parts.append(_passage_card(c.n, c.chunk, answer.language,
                                        highlight(c.chunk.text, start, end), cited=True,
-                                       offset=c.quote_start))
+                                       span=(c.chunk.start + start, c.chunk.start + end)))
         rest = [p for p in answer.passages if p.n not in cited_ns]
     else:
         shown = answer.passages[:2]
@@ -366,12 +374,57 @@ def preview_html(preview: Preview) -> str:
     for c in preview.citations:
         start, end = quote_span(c.quote, c.quote_start, c.quote_end, c.chunk)
         parts.append(_passage_card(c.n, c.chunk, preview.language, highlight(c.chunk.text, start, end),
-                                   cited=True, offset=c.quote_start))
+                                   cited=True, span=(c.chunk.start + start, c.chunk.start + end)))
     return f'<div class="qa-sources qa-preview">{"".join(parts)}</div>'
 
 
-def documents_html(base_names: Sequence[str], session: Session) -> str:
-    """The list of documents a visitor's questions are answered from: the server's, then theirs."""
-    items = "".join(f"<li>{esc(n)}</li>" for n in base_names)
-    items += "".join(f'<li class="qa-uploaded">{esc(n)}</li>' for n in session.documents)
-    return f'<ul class="qa-documents">{items}</ul>'
+def library_html(entries: Sequence[Entry], mine: Sequence[str] = (), shared: bool = False,
+                 note: str = "") -> str:
+    """The documents a visitor's questions are answered from: name, type, pages and passages;
+    `mine` (a visitor's own uploads, kept for them alone) in bold."""
+    head = "Bibliothèque partagée, gardée sur ce serveur · Shared library, kept on this server" if shared \
+        else "Documents du serveur, puis les vôtres (pour vous seul) · The server's documents, then yours (yours only)"
+    rows = []
+    for e in entries:
+        details = [e.kind]
+        if e.pages:
+            details.append(f"{e.pages} p.")
+        details.append(f"{e.passages} passage{'s' if e.passages != 1 else ''}")
+        cls = ' class="qa-uploaded"' if e.name in mine else ""
+        rows.append(f"<li{cls}>{esc(e.name)} <span class=\"qa-where\">({esc(', '.join(details))})</span></li>")
+    if not rows:
+        rows.append(f'<li class="qa-empty">{esc("Aucun document · No documents")}</li>')
+    out = f'<div class="qa-library-head">{esc(head)}</div><ul class="qa-documents">{"".join(rows)}</ul>'
+    if note:
+        out += f'<div class="qa-note">{esc(note)}</div>'
+    return out
+
+
+VIEWER_CHARS = 200_000  # a longer document is shown around the cited span
+
+
+def document_html(doc: Document, start: int, end: int, language: Language) -> str:
+    """The whole document (its extracted text) with `doc.text[start:end]` in
+    `<mark id="qa-viewer-mark">`, escaped; a very long one is cut to VIEWER_CHARS around it."""
+    text = doc.text
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    lo, hi = 0, len(text)
+    if len(text) > VIEWER_CHARS:
+        lo = max(0, start - VIEWER_CHARS // 2)
+        hi = min(len(text), lo + VIEWER_CHARS)
+    head = (f'<div class="qa-viewer-head"><span class="qa-doc">{esc(doc.source)}</span> '
+            f'<span class="qa-where">{esc(location_in(doc, start, language))}</span></div>')
+    body = (("… " if lo else "") + esc(text[lo:start]) + '<mark id="qa-viewer-mark">'
+            + esc(text[start:end]) + "</mark>" + esc(text[end:hi]) + (" …" if hi < len(text) else ""))
+    return f'<div class="qa-viewer">{head}<div class="qa-viewer-text">{body}</div></div>'
+
+
+def location_in(doc: Document, offset: int, language: Language) -> str:
+    """`qa.citations.location` for an offset of a whole document ("" when it has neither pages
+    nor headings)."""
+    if not doc.pages and not doc.sections:
+        return ""
+    pages = tuple(p for p in doc.pages)
+    chunk = Chunk("", doc.doc_id, doc.source, 0, len(doc.text), "", doc.language,
+                  page=1 if pages else 0, page_starts=pages[1:], headings=doc.sections)
+    return location(chunk, offset, language)

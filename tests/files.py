@@ -45,3 +45,52 @@ def minimal_docx(path: Path, paragraphs: list[str], headings: dict[int, str] | N
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Zorglub", "4321"
     document.save(path)
     return path
+
+
+def minimal_odt(path: Path, paragraphs: list[str], headings: dict[int, str] | None = None) -> Path:
+    """An OpenDocument text: `headings[i]` (a level-1 heading) goes before paragraph i."""
+    from odf.opendocument import OpenDocumentText
+    from odf.text import H, P
+
+    document = OpenDocumentText()
+    for i, p in enumerate(paragraphs):
+        if headings and i in headings:
+            document.text.addElement(H(outlinelevel=1, text=headings[i]))
+        document.text.addElement(P(text=p))
+    document.save(str(path))
+    return path
+
+
+def minimal_epub(path: Path, chapters: list[tuple[str, str]]) -> Path:
+    """An EPUB with one chapter per (title, text): the title as <h1>, the text as a paragraph."""
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("qa-test")
+    book.set_title("Test")
+    book.set_language("fr")
+    items = []
+    for n, (title, text) in enumerate(chapters, start=1):
+        item = epub.EpubHtml(title=title, file_name=f"ch{n}.xhtml", lang="fr")
+        item.content = f"<html><body><h1>{title}</h1><p>{text}</p></body></html>"
+        book.add_item(item)
+        items.append(item)
+    book.toc = items
+    book.spine = items
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    epub.write_epub(str(path), book)
+    return path
+
+
+def scanned_pdf(path: Path, lines: list[str]) -> Path:
+    """A one-page PDF holding only an image of `lines` (no text layer), as a scanner makes."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (1654, 600), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    for n, line in enumerate(lines):
+        draw.text((80, 80 + 70 * n), line, fill=0, font=font)
+    image.save(path, "PDF", resolution=200)
+    return path

@@ -506,3 +506,96 @@ def test_command_line_options():
     assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
     args = app.build_parser().parse_args(["--port", "9000", "--host", "0.0.0.0", "--share"])
     assert (args.host, args.port, args.share) == ("0.0.0.0", 9000, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The library on the page: shared (saved) or per visitor, and the document viewer
+# ---------------------------------------------------------------------------------------------
+
+
+def shared_engine(settings, *replies: str) -> app.Engine:
+    return app.Engine(settings, embedder=FakeEmbedder(), generator=FakeGenerator(replies=list(replies)),
+                      shared_library=True)
+
+
+def test_a_shared_library_keeps_uploads_across_a_restart_and_removes_them(settings, tmp_path):
+    pdf = tmp_path / "rapport.pdf"
+    pdf.write_bytes(minimal_pdf("Introduction du rapport.", "Le coffre de Zorglub s'ouvre avec le code 4321."))
+    engine = shared_engine(settings)
+    session, documents, _ = app.upload(engine, [str(pdf)], None)
+    assert session.pipeline is None and "rapport.pdf" in documents and "2 p." in documents
+    assert "rapport.pdf" in {e.name for e in load_index(settings.index_dir).manifest.documents}
+
+    restarted = shared_engine(settings, " le code du coffre de Zorglub est 4321 [1].")
+    assert "rapport.pdf" in app.removable(restarted, None)
+    sources = ask(restarted, "Quel est le code du coffre de Zorglub ?")[-1][1]
+    cited = sources.split("<details")[0]
+    assert "rapport.pdf" in cited and "p. 2" in cited
+
+    session, documents = app.remove_documents(restarted, ["rapport.pdf"], None)
+    assert "rapport.pdf" not in documents.split("qa-note")[0] and "Removed: rapport.pdf" in documents
+    assert "rapport.pdf" not in {e.name for e in load_index(settings.index_dir).manifest.documents}
+
+
+def test_the_article_removed_from_a_shared_library_is_restored_with_one_click(settings):
+    engine = shared_engine(settings)
+    article = "strategie-ia-open-source-chine.txt"
+    app.remove_documents(engine, [article], None)
+    assert app.removable(engine, None) == []
+    _, documents = app.restore_article(engine, None)
+    assert app.removable(engine, None) == [article] and article in documents
+
+
+def test_a_private_visitor_removes_only_their_own_documents(settings, good_files):
+    engine = make_engine(settings)
+    session, _, _ = app.upload(engine, [str(good_files["txt"]), str(good_files["md"])], None)
+    assert app.removable(engine, session) == ["notes.txt", "notes.md"]
+    with pytest.raises(gr.Error, match="only the documents you added"):
+        app.remove_documents(engine, ["strategie-ia-open-source-chine.txt"], session)
+    session, documents = app.remove_documents(engine, ["notes.txt"], session)
+    assert session.documents == ("notes.md",) and "notes.txt" not in documents.split("qa-note")[0]
+    names = {c.source for c in session.pipeline.index.chunks}
+    assert names == {"strategie-ia-open-source-chine.txt", "notes.md"}
+    with pytest.raises(gr.Error, match="Choose the documents"):
+        app.remove_documents(engine, [], session)
+
+
+def test_a_cited_source_opens_its_whole_document_at_the_span_escaped(settings, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Accès\n\nLe code <b>secret</b> de Zorglub est 4321.\n\n# Suite\n\nAutre chose.",
+                    encoding="utf-8")
+    engine = make_engine(settings, " le code de Zorglub est 4321 [1].")
+    session, _, _ = app.upload(engine, [str(page)], None)
+    outputs = ask(engine, "Quel est le code de Zorglub ?", session=session)
+    sources = outputs[-1][1]
+    target = html.unescape(re.search(r'data-qa-open="([^"]+)"', sources).group(1))
+    viewer = app.open_document(engine, outputs[-1][2], target)
+    marked = re.search(r'<mark id="qa-viewer-mark">(.*?)</mark>', viewer, re.S).group(1)
+    assert "4321" in html.unescape(marked)
+    assert "&lt;b&gt;secret&lt;/b&gt;" in viewer and "<b>" not in viewer  # text, never markup
+    assert "Autre chose." in viewer and "§ Accès" in viewer  # the whole document, where it is
+    with pytest.raises(gr.Error, match="no longer in the library"):
+        app.open_document(engine, None, target)  # another visitor: not in their library
+    with pytest.raises(gr.Error, match="does not point"):
+        app.open_document(engine, session, "nonsense")
+
+
+def test_the_library_is_shared_only_on_loopback_unless_asked():
+    parse = app.build_parser().parse_args
+    assert app.shares_library(parse([]))
+    assert not app.shares_library(parse(["--host", "0.0.0.0"]))
+    assert app.shares_library(parse(["--host", "0.0.0.0", "--library", "shared"]))
+    assert not app.shares_library(parse(["--library", "private"]))
+
+
+def test_the_sources_panel_click_reaches_the_viewer_with_its_target(settings):
+    from gradio.helpers import special_args
+
+    engine = make_engine(settings)
+    demo = app.build_demo(engine)
+    [fn] = [f for f in demo.fns.values() if f.name == "open_fn"]
+    event = gr.EventData(None, {"open": "nowhere:0:1"})
+    inputs, *_ = special_args(fn.fn, inputs=[None], event_data=event)
+    assert inputs[1]._data == {"open": "nowhere:0:1"}  # Gradio hands the button's target over
+    with pytest.raises(gr.Error, match="no longer in the library"):
+        fn.fn(*inputs)

@@ -220,11 +220,13 @@ def message_text(message: dict) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", content))
 
 
-def test_an_uploaded_pdf_is_cited_and_a_follow_up_is_rewritten(page, artifacts, tmp_path):
+def test_an_uploaded_pdf_is_cited_by_page_opened_at_the_span_and_removed(page, artifacts, tmp_path):
+    """The server runs on loopback, so the page's library is the saved, shared one."""
     from tests.files import minimal_pdf
 
     pdf = tmp_path / "rapport-zorglub.pdf"
-    pdf.write_bytes(minimal_pdf("Le code du coffre de la societe Zorglub est 4321."))
+    pdf.write_bytes(minimal_pdf("Rapport annuel de la societe Zorglub.",
+                                "Le code du coffre de la societe Zorglub est 4321."))
     page.get_by_text("Vos documents · Your documents").click()
     page.locator("#qa-files input[type='file']").set_input_files(str(pdf))
     page.wait_for_function(
@@ -234,10 +236,32 @@ def test_an_uploaded_pdf_is_cited_and_a_follow_up_is_rewritten(page, artifacts, 
     answer = ask(page, "Quel est le code du coffre de la société Zorglub ?")
     assert "4321" in answer
     assert_cited_with_highlight(page, answer)
-    assert "rapport-zorglub.pdf" in page.locator("#qa-sources .qa-cited").first.inner_text()
+    card = page.locator("#qa-sources .qa-cited").first
+    assert "rapport-zorglub.pdf" in card.inner_text() and "p. 2" in card.inner_text()
     page.screenshot(path=str(artifacts / "upload-pdf.png"), full_page=True)
+
+    card.locator(".qa-open").click()  # the whole document, at the cited span
+    page.wait_for_function(
+        """() => (document.querySelector('#qa-viewer mark') || {}).innerText?.includes('4321')""",
+        timeout=60_000,
+    )
+    viewer = page.locator("#qa-viewer")
+    assert "Rapport annuel" in viewer.inner_text() and "p. 2" in viewer.inner_text()
+    page.screenshot(path=str(artifacts / "viewer.png"), full_page=True)
 
     ask(page, FR_QUESTION)
     follow_up = ask(page, "Et Hunyuan ?")
     assert "Combien de modèles dérivés ont été construits sur Hunyuan ?" in follow_up  # shown, discreetly
     page.screenshot(path=str(artifacts / "follow-up.png"), full_page=True)
+
+    names = page.locator("#qa-remove-names input")
+    names.click()
+    names.fill("rapport")
+    page.get_by_role("option", name="rapport-zorglub.pdf").click()
+    page.locator("#qa-remove").click()
+    page.wait_for_function(
+        """() => (document.querySelector('#qa-documents') || {}).innerText?.includes('Removed: rapport-zorglub.pdf')""",
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    listed = page.locator("#qa-documents ul").inner_text()
+    assert "rapport-zorglub.pdf" not in listed and "strategie-ia-open-source-chine.txt" in listed

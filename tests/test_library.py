@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -200,3 +201,58 @@ def test_an_empty_batch_of_sources_is_an_error_not_the_article(settings, embedde
     index_sources([BUNDLED], embedder, settings)
     with pytest.raises(CorpusError):
         add_paths([str(settings.index_dir / "missing.txt")], embedder, settings)
+
+
+def test_odt_and_epub_are_read_with_their_headings(tmp_path):
+    from tests.files import minimal_epub, minimal_odt
+
+    odt = minimal_odt(tmp_path / "note.odt", ["Intro.", "Le code est 4321."], headings={1: "Accès"})
+    doc = read_upload(odt)
+    assert doc.text == "Intro.\nAccès\nLe code est 4321." and doc.sections == ((7, "Accès"),)
+    book = minimal_epub(tmp_path / "livre.epub", [("Début", "Il était une fois."),
+                                                   ("Le coffre", "Le code est 4321.")])
+    doc = read_upload(book)
+    assert "Il était une fois." in doc.text and "Le code est 4321." in doc.text
+    offset = doc.text.index("4321")
+    [chunk] = [c for c in library.chunk_documents([doc], 600, 0) if c.start <= offset < c.end]
+    assert chunk.section_at(offset) == "Le coffre"
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("fake.odt", b"not a zip", "not an .odt file"),
+    ("fake.epub", b"not a zip", "not an .epub file"),
+    ("broken.odt", b"PK\x03\x04broken", "not a readable .odt file"),
+    ("broken.epub", b"PK\x03\x04broken", "not a readable .epub file"),
+])
+def test_unreadable_odt_and_epub_are_refused_in_one_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=message) as raised:
+        read_upload(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_scanned_pdf_without_ocr_says_what_to_install(tmp_path, monkeypatch):
+    from tests.files import scanned_pdf
+
+    pdf = scanned_pdf(tmp_path / "scan.pdf", ["Le code du coffre est 4321."])
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(CorpusError, match="scanned PDF.*apt-get install tesseract-ocr tesseract-ocr-fra"):
+        read_upload(pdf)
+
+
+def test_a_pdf_over_the_page_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("qa.documents.MAX_PAGES", 2)
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(minimal_pdf("Un.", "Deux.", "Trois."))
+    with pytest.raises(CorpusError, match="long.pdf has 3 pages; the limit is 2"):
+        read_upload(pdf)
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed (CI installs it)")
+def test_a_scanned_pdf_is_read_by_ocr(tmp_path):
+    from tests.files import scanned_pdf
+
+    pdf = scanned_pdf(tmp_path / "scan.pdf", ["Le code du coffre est 4321.", "Zorglub le garde."])
+    doc = read_upload(pdf)
+    assert "4321" in doc.text and "Zorglub" in doc.text and doc.pages == (0,)
