@@ -432,11 +432,13 @@ def build_demo(engine: Engine) -> gr.Blocks:
 
         library_changed = {"fn": choices, "inputs": [session], "outputs": [to_remove],
                            "api_visibility": "undocumented", "concurrency_limit": None}
-        files.upload(
+        uploaded = files.upload(
             upload_fn, inputs=[files, session], outputs=[session, documents, files],
             concurrency_limit=1, concurrency_id="model", api_name="add_documents",
             show_progress_on=[files],
-        ).then(**library_changed).failure(  # empty the upload box, or the refused file would come back
+        )
+        uploaded.success(**library_changed)
+        uploaded.failure(  # empty the upload box, or the refused file would come back with the next one
             lambda s: (documents_panel(engine, s), None), inputs=[session],
             outputs=[documents, files], api_visibility="undocumented", concurrency_limit=None)
         remove.click(lambda names, s: remove_documents(engine, names, s), inputs=[to_remove, session],
