@@ -199,6 +199,7 @@ class PostgresStore:
                 if row is None or row[1].get("dimension") != dimension or not kept:
                     _retype(connection, dimension)
                 self._insert_passages(connection, index, ours)
+                _index_vectors(connection)  # after a full COPY: building the graph once is faster
                 doc_ids = [d.doc_id for d in index.documents]
                 connection.execute("DELETE FROM documents WHERE NOT (doc_id = ANY(%s::text[]))", (doc_ids,))
                 present = {r[0] for r in connection.execute("SELECT doc_id FROM documents")}
@@ -269,13 +270,16 @@ def _register(connection) -> None:
 
 
 def _retype(connection, dimension: int) -> None:
-    """Empty the passages, type their vectors `vector(dimension)` and index them again: a new
-    embedder's vectors never mix with the old ones."""
+    """Empty the passages and type their vectors `vector(dimension)`, unindexed until they are
+    copied (`_index_vectors`): a new embedder's vectors never mix with the old ones."""
     connection.execute("DELETE FROM passages")
     connection.execute("DROP INDEX IF EXISTS passages_embedding")
     connection.execute(f"ALTER TABLE passages ALTER COLUMN embedding TYPE vector({int(dimension)})")
-    connection.execute(f"CREATE INDEX passages_embedding ON passages USING hnsw (embedding vector_cosine_ops) "
-                       f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+
+
+def _index_vectors(connection) -> None:
+    connection.execute(f"CREATE INDEX IF NOT EXISTS passages_embedding ON passages USING hnsw "
+                       f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
 
 
 class Vectors:
