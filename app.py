@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 from qa import library, ui
 from qa.documents import MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, read_upload
 from qa.errors import CorpusError, InputError, QAError
-from qa.index import Index, save_index
+from qa.index import Index
 from qa.language import detect_language
 from qa.loading import BUNDLED, Source, bundled_document
 from qa.pipeline import Pipeline, validate_question
 from qa.settings import Settings
+from qa.stores import make_store
 from qa.types import Answer, Preview
 
 if TYPE_CHECKING:
@@ -98,18 +99,20 @@ class Engine:
         self._lock = threading.Lock()
 
     def base(self) -> Pipeline:
-        """The default pipeline, loaded (once: concurrent first requests wait for one load)."""
+        """The default pipeline, loaded (once: concurrent first requests wait for one load), with
+        the changes other processes made to a shared PostgreSQL library."""
         with self._lock:
-            return self._base.load()
+            return self._base.load().refresh()
 
     def change_library(self, change: Callable[[Index, Any], Index]) -> Pipeline:
         """Apply `change(index, embedder)` to the shared library, save it, and answer from it."""
         with self._lock:
-            base = self._base.load()
+            base = self._base.load().refresh()
             index = change(base.index, base.embedder)
             if index is not base.index:
-                save_index(index, self.settings.index_dir)
-                self._base = base.with_index(index)
+                store = base.store or make_store(self.settings)
+                self._base = base.with_index(store.save(index))
+                self._base.store = base.store
             return self._base
 
     def models_line(self) -> str:
@@ -489,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shared: documents added on the page join the saved library, for everyone "
                              "(default on 127.0.0.1/localhost); private: each visitor's uploads are "
                              "theirs alone, for their session (default for any other --host)")
+    parser.add_argument("--store", help="the library in PostgreSQL (postgresql://..., or $QA_STORE), which "
+                                        "several app processes can serve; default: the index folder")
     parser.add_argument("--share", action="store_true",
                         help="also open a public gradio.live link (needs the internet)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -503,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     try:
-        engine = Engine(Settings.from_env(), shared_library=shares_library(args))
+        engine = Engine(Settings.from_env(store=args.store), shared_library=shares_library(args))
         log.info("loading the models and the index…")
         engine.base()
     except QAError as error:

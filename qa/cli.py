@@ -21,6 +21,8 @@ EXIT_USAGE = 2
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-dir", type=Path, help="where the index lives (default: index/, or $QA_INDEX_DIR)")
+    parser.add_argument("--store", help="keep the library in PostgreSQL with pgvector instead: postgresql://... "
+                                        "(or $QA_STORE)")
     parser.add_argument("--embedder", help="embedder: use-multilingual (default), minilm, a folder or a hub id")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
@@ -115,7 +117,7 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(index_dir=getattr(args, "index_dir", None),
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None), store=getattr(args, "store", None),
                              embedder=getattr(args, "embedder", None),
                              llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None),
                              answer_style=getattr(args, "answer_style", None),
@@ -199,7 +201,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     embedder = make_embedder(settings.embedder, threads=settings.threads)
     index = index_sources(args.paths or [BUNDLED], embedder, settings, progress=sys.stderr.isatty())
     docs = len({c.doc_id for c in index.chunks})
-    print(f"Indexed {docs} document(s) as {len(index.chunks)} passages in {settings.index_dir}/ "
+    print(f"Indexed {docs} document(s) as {len(index.chunks)} passages in {_where(settings)} "
           f"(embedder {index.manifest.embedder}, {index.manifest.dimension} dimensions)")
     return 0
 
@@ -209,21 +211,21 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "list":
-        from qa.index import read_manifest
+        from qa.stores import make_store
 
         try:
-            entries = library.entries(read_manifest(settings.index_dir))
+            entries = library.entries(make_store(settings).read_manifest())
         except IndexNotFoundError:
             entries = []
         if args.json:
             print(json.dumps(entries, ensure_ascii=False, indent=1))
         else:
-            print(format_library(entries, settings.index_dir))
+            print(format_library(entries, _where(settings)))
         return 0
     if args.action == "remove":
         index = library.remove_names(args.names, settings)
         print(f"Removed {', '.join(args.names)}; {len(index.manifest.documents)} document(s) left "
-              f"in {settings.index_dir}/")
+              f"in {_where(settings)}")
         return 0
     from qa.embedding import make_embedder
     from qa.loading import BUNDLED
@@ -241,7 +243,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
         if names:
             print(f"{label}: {', '.join(names)}")
     print(f"{len(change.index.manifest.documents)} document(s), {len(change.index.chunks)} passages "
-          f"in {settings.index_dir}/")
+          f"in {_where(settings)}")
     return 0
 
 
@@ -269,10 +271,19 @@ class _bar:
             self.bar.close()
 
 
-def format_library(entries: list[dict], index_dir: Path) -> str:
+def _where(settings: Settings) -> str:
+    """Where the library is, for messages: `index/`, or the PostgreSQL URL without its password."""
+    if settings.store:
+        from qa.pgstore import _shown
+
+        return _shown(settings.store)
+    return f"{settings.index_dir}/"
+
+
+def format_library(entries: list[dict], where: str) -> str:
     """`qa docs list` as a table."""
     if not entries:
-        return f"No documents in {index_dir}/: add some with `qa docs add PATH...`"
+        return f"No documents in {where}: add some with `qa docs add PATH...`"
     rows = [("name", "type", "pages", "passages", "added", "size")]
     for e in entries:
         rows.append((e["name"], e["type"], str(e["pages"] or "–"), str(e["passages"]),

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -83,11 +84,30 @@ class Manifest:
         return reasons
 
 
+@runtime_checkable
+class VectorTable(Protocol):
+    """Vectors kept outside the process (qa.pgstore), by position in `Index.chunks`; in-process
+    vectors are a FAISS index. Changing one gives a new table; the store writes it on save."""
+
+    ntotal: int
+    d: int
+
+    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+
+    def reconstruct(self, position: int) -> np.ndarray: ...
+
+    def reconstruct_n(self, start: int, n: int) -> np.ndarray: ...
+
+    def added(self, vectors: np.ndarray) -> VectorTable: ...
+
+    def kept(self, positions: Sequence[int]) -> VectorTable: ...
+
+
 @dataclass(frozen=True)
 class Index:
     manifest: Manifest
     chunks: tuple[Chunk, ...]
-    vectors: object  # faiss.Index
+    vectors: object  # a faiss.Index, or a VectorTable
     documents: tuple[Document, ...] = ()  # the library's texts, in the manifest's order
 
     def document(self, doc_id: str) -> Document | None:
@@ -98,6 +118,8 @@ class Index:
         k = min(k, len(self.chunks))
         if k <= 0:
             return []
+        if isinstance(self.vectors, VectorTable):
+            return self.vectors.nearest(query_vector, k)
         import faiss
 
         query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
@@ -173,8 +195,11 @@ def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
             f"the embedder gives {vectors.shape[1]} dimensions but the index has "
             f"{index.manifest.dimension}: use the index's embedder ({index.manifest.embedder})"
         )
-    store = faiss.clone_index(index.vectors)
-    store.add(vectors)
+    if isinstance(index.vectors, VectorTable):
+        store = index.vectors.added(vectors)
+    else:
+        store = faiss.clone_index(index.vectors)
+        store.add(vectors)
     all_chunks = index.chunks + tuple(chunks)
     manifest = replace(index.manifest, n_chunks=len(all_chunks),
                        corpus_hash=ids_hash(c.doc_id for c in all_chunks),
@@ -186,16 +211,19 @@ def without_documents(index: Index, doc_ids: set[str]) -> Index:
     """A new `Index` without the passages, texts and entries of `doc_ids`; nothing is
     re-embedded: the kept vectors are read back from the store into a new one."""
     keep = [i for i, c in enumerate(index.chunks) if c.doc_id not in doc_ids]
-    if index.vectors.ntotal:
-        vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal)[keep]
+    if isinstance(index.vectors, VectorTable):
+        store = index.vectors.kept(keep)
     else:
-        vectors = np.zeros((0, index.manifest.dimension), dtype=np.float32)
+        if index.vectors.ntotal:
+            vectors = index.vectors.reconstruct_n(0, index.vectors.ntotal)[keep]
+        else:
+            vectors = np.zeros((0, index.manifest.dimension), dtype=np.float32)
+        store = vector_store(vectors.reshape(-1, index.manifest.dimension))
     chunks = tuple(index.chunks[i] for i in keep)
     manifest = replace(index.manifest, n_chunks=len(chunks),
                        corpus_hash=ids_hash(c.doc_id for c in chunks),
                        documents=tuple(e for e in index.manifest.documents if e.doc_id not in doc_ids))
-    return Index(manifest, chunks, vector_store(vectors.reshape(-1, index.manifest.dimension)),
-                 tuple(d for d in index.documents if d.doc_id not in doc_ids))
+    return Index(manifest, chunks, store, tuple(d for d in index.documents if d.doc_id not in doc_ids))
 
 
 def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,

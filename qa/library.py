@@ -28,14 +28,11 @@ from qa.index import (
     Manifest,
     build_index,
     extend_index,
-    load_index,
-    read_manifest,
-    restamp,
-    save_index,
     without_documents,
 )
 from qa.loading import BUNDLED, Source, corpus_hash, expand_paths, files_stamp, read_sources
 from qa.settings import Settings
+from qa.stores import make_store
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +222,7 @@ def index_sources(sources: Sequence[str], embedder: Embedder, settings: Settings
     current index; the files and folders named are watched for changes."""
     resolved = [s if s.startswith("bundled:") else str(Path(s).resolve()) for s in sources] or [BUNDLED]
     index = build_from_sources(resolved, embedder, settings, progress)
-    save_index(index, settings.index_dir)
-    return index
+    return make_store(settings).save(index)
 
 
 def build_from_sources(sources: Sequence[str], embedder: Embedder, settings: Settings,
@@ -244,10 +240,11 @@ def open_library(settings: Settings, embedder: Embedder, progress: bool = False,
     """The saved library, ready for `embedder` and the settings' passages: made over the bundled
     article when there is none, re-embedded from its own texts when the embedder or the passage
     size changed, and brought up to date with its watched files that changed."""
+    store = make_store(settings)
     try:
-        manifest = read_manifest(settings.index_dir)
+        manifest = store.read_manifest()
     except IndexNotFoundError:
-        log.info("no index in %s: building one over the bundled article", settings.index_dir)
+        log.info("no index in %s: building one over the bundled article", store.where)
         return index_sources([BUNDLED], embedder, settings, progress)
     if manifest.format_version != FORMAT_VERSION:  # an older index: read its files again
         log.info("rebuilding the index (format %s, this version reads %s)", manifest.format_version,
@@ -257,13 +254,12 @@ def open_library(settings: Settings, embedder: Embedder, progress: bool = False,
         except CorpusError as error:
             raise IndexMismatchError(f"the index is of an older format and its documents can't be "
                                      f"read again ({error}): run `qa index PATH...`") from None
-    index = load_index(settings.index_dir)
+    index = store.load()
     reasons = manifest.mismatches(embedder.name, settings.chunk_size, settings.chunk_overlap)
     if reasons:
         log.info("re-embedding the library: %s", "; ".join(reasons))
-        index = rebuilt(index, embedder, chunk_size=settings.chunk_size,
-                        chunk_overlap=settings.chunk_overlap, progress=progress)
-        save_index(index, settings.index_dir)
+        index = store.save(rebuilt(index, embedder, chunk_size=settings.chunk_size,
+                                   chunk_overlap=settings.chunk_overlap, progress=progress))
     return _synced(index, settings, embedder) if sync else index
 
 
@@ -299,9 +295,9 @@ def _synced(index: Index, settings: Settings, embedder: Embedder) -> Index:
     index = replace(change.index, manifest=replace(change.index.manifest, sources=present,
                                                    files_stamp=stamp))
     if change.added or change.replaced or present != watched:
-        save_index(index, settings.index_dir)
+        index = make_store(settings).save(index)
     elif stamp:  # touched but unchanged (a copy, a checkout): remembered, so not read next time
-        restamp(settings.index_dir, stamp)
+        make_store(settings).restamp(stamp)
     return index
 
 
@@ -316,12 +312,11 @@ def add_paths(paths: Sequence[str], embedder: Embedder, settings: Settings,
     kept = replace(change.index, manifest=replace(change.index.manifest, sources=watched,
                                                   files_stamp=""))
     if change.added or change.replaced or watched != index.manifest.sources:
-        save_index(kept, settings.index_dir)
+        kept = make_store(settings).save(kept)
     return replace(change, index=kept)
 
 
 def remove_names(names: Sequence[str], settings: Settings) -> Index:
     """`qa docs remove`: the saved library without `names` (nothing is embedded)."""
-    index = remove(load_index(settings.index_dir), names)
-    save_index(index, settings.index_dir)
-    return index
+    store = make_store(settings)
+    return store.save(remove(store.load(), names))

@@ -46,6 +46,7 @@ from qa.prompting import (
 from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever, anchors, fold, tokenize
 from qa.settings import Settings
+from qa.stores import Store, make_store
 from qa.types import Answer, Citation, Language, Passage, Preview
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,7 @@ class Pipeline:
     generator: Generator | None = None
     index: Index | None = None
     progress: bool = False
+    store: Store | None = None  # where `index` was opened from; None for an index given in memory
     _retriever: Retriever | None = None
     _warm: bool = False
     translations: TranslationMemory | None = None  # default: a file per model in the cache dir
@@ -343,6 +345,7 @@ class Pipeline:
             self.embedder = make_embedder(s.embedder, threads=s.threads)
         if self.index is None:
             self.index = open_library(s, self.embedder, progress=self.progress)
+            self.store = make_store(s)
         if self.generator is None:
             self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads, engine=s.engine,
                                             progress=self.progress)
@@ -368,7 +371,7 @@ class Pipeline:
         """This pipeline with other answer-time settings (passages, answer length and style),
         sharing its loaded models, index and translation memory. Settings that would need
         other models or another index are refused."""
-        for name in ("embedder", "llm", "index_dir", "chunk_size", "chunk_overlap", "cache_dir", "threads"):
+        for name in ("embedder", "llm", "index_dir", "store", "chunk_size", "chunk_overlap", "cache_dir", "threads"):
             if getattr(settings, name) != getattr(self.settings, name):
                 raise SettingsError(f"{name} can't change on a loaded pipeline: make a new one")
         return replace(self, settings=settings)
@@ -380,6 +383,15 @@ class Pipeline:
         return Pipeline(self.settings, embedder=self.embedder, generator=self.generator,
                         index=index, translations=self.translations,
                         _sentence_vectors=self._sentence_vectors).load()
+
+    def refresh(self) -> Pipeline:
+        """Answer from the library as another process left it (a shared PostgreSQL store): one
+        integer compared per question; the folder store is never changed from outside."""
+        if self.store is not None and self.index is not None and not self.store.is_current(self.index):
+            log.info("the library changed in another process: reloading it")
+            self.index, self._retriever = self.store.load(), None
+            self.load()
+        return self
 
     @property
     def retriever(self) -> Retriever:
@@ -405,7 +417,7 @@ class Pipeline:
         """
         question = validate_question(question, self.settings.max_question_chars)
         top_k = top_k or self.settings.top_k
-        self.load()
+        self.load().refresh()
         if self._retriever is None:
             raise CorpusError(EMPTY)
         started = time.perf_counter()

@@ -29,6 +29,10 @@ def default_cache_dir() -> Path:
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = Path("index")
+    # Where the library is kept: "" for the FAISS folder `index_dir`, or a PostgreSQL URL
+    # ("postgresql://user@host/db", a database with the pgvector extension) that several
+    # processes can share (qa.stores, qa.pgstore).
+    store: str = ""
     cache_dir: Path = default_cache_dir()
     embedder: str = DEFAULT_EMBEDDER
     llm: str = DEFAULT_LLM
@@ -61,6 +65,8 @@ class Settings:
             raise SettingsError(f"answer_style must be one of {', '.join(ANSWER_STYLES)}, got {self.answer_style!r}")
         if self.engine not in ENGINES:
             raise SettingsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.store and not self.store.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"store must be empty (the index folder) or a postgresql:// URL, got {self.store!r}")
         if not self.embedder.strip() or not self.llm.strip():
             raise SettingsError("embedder and llm names must not be empty")
 
