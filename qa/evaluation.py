@@ -34,8 +34,9 @@ from qa.index import Index
 from qa.language import detect_language
 from qa.pipeline import Pipeline, TranslationMemory, open_index, translation_memory_path
 from qa.report import baselines_grid, metrics_grid, text_table, write_markdown, write_plots
-from qa.retrieval import Retriever, Translations, fold
+from qa.retrieval import Retriever, Translations
 from qa.settings import Settings
+from qa.text import normalize
 from qa.types import Chunk, Language, Passage
 
 log = logging.getLogger(__name__)
@@ -199,24 +200,8 @@ def select(items: Sequence[TestItem], limit: int | None) -> list[TestItem]:
 # ---------------------------------------------------------------------------------------------
 # Normalisation and matching
 
-_GROUPED_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}(?:[ ,\u00a0\u202f]\d{3})+(?!\d)")
 _ARTICLES = frozenset({"a", "an", "the", "le", "la", "les", "l", "un", "une", "des", "du",
                        "au", "aux"})
-
-
-def normalize(text: str) -> str:
-    """Fold case, accents and apostrophes, drop thousands separators, collapse whitespace.
-
-    >>> normalize("Plus de 100\u202f000 modèles,  l’État")
-    "plus de 100000 modeles, l'etat"
-    >>> normalize("100,000 models") == normalize("100 000 models") == "100000 models"
-    True
-    >>> normalize("2,5 % en 2024")
-    '2,5 % en 2024'
-    """
-    text = fold(text)
-    text = _GROUPED_NUMBER.sub(lambda m: re.sub(r"[ ,\u00a0\u202f]", "", m.group(0)), text)
-    return " ".join(text.split())
 
 
 def evidence_hit(passage_text: str, evidence: Sequence[str]) -> bool:

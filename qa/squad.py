@@ -44,7 +44,6 @@ from qa.evaluation import (
     language_match_rate,
     latency_summary,
     mean,
-    normalize,
     retrieval_baselines,
     squad_exact_match,
     token_f1,
@@ -54,8 +53,8 @@ from qa.language import detect_language
 from qa.loading import corpus_hash, make_document
 from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
 from qa.prompting import ANSWER_PREFIX
-from qa.retrieval import fold
 from qa.settings import Settings
+from qa.text import fold, normalize
 from qa.types import Chunk, Document, Language
 
 log = logging.getLogger(__name__)

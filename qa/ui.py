@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from qa.chunking import chunk_documents
 from qa.errors import CorpusError
 from qa.index import extend_index
-from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
+from qa.language import detect_language
 from qa.pipeline import Pipeline
+from qa.text import ENGLISH_WORDS, FRENCH_WORDS
 from qa.types import Answer, Chunk, Document, Language, Passage, Preview
 
 Progress = Callable[..., object]  # progress(fraction, desc=...): gr.Progress fits

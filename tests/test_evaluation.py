@@ -99,20 +99,6 @@ def test_docstring_examples_hold(module) -> None:
     assert result.failed == 0
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("L’État", "l'etat"),
-    ("100 000 modèles", "100000 modeles"),
-    ("100,000 models", "100000 models"),
-    ("100\u202f000 et 100\u00a0000", "100000 et 100000"),
-    ("1 234 567", "1234567"),
-    ("2,5 %", "2,5 %"),
-    ("en 2024", "en 2024"),
-    ("  deux\n\tlignes  ", "deux lignes"),
-])
-def test_normalize_folds_text_and_joins_number_groups(text: str, expected: str) -> None:
-    assert ev.normalize(text) == expected
-
-
 @pytest.mark.parametrize(("passage", "evidence", "expected"), [
     ("Elle a dépassé la communauté Llama.", ["la communaute  llama"], True),
     ("L'État finance 100 000 projets.", ["l’état finance 100\u202f000"], True),
