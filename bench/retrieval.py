@@ -440,7 +440,8 @@ def thresholds(args: argparse.Namespace) -> dict:
         memory = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
         pairs = []
         for doc in load_documents([BUNDLED]):
-            from qa.chunking import chunk_document, sentence_spans
+            from qa.chunking import chunk_document
+            from qa.text import sentence_spans
 
             for chunk in chunk_document(doc, settings.chunk_size, settings.chunk_overlap):
                 for s, e in sentence_spans(chunk):

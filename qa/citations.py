@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.chunking import sentence_spans, split_sentences
-from qa.text import anchor_spans, anchors, fold, folded_words, numbers, tokenize
+from qa.text import anchor_spans, anchors, fold, folded_words, numbers, sentence_spans, split_sentences, tokenize
 from qa.types import Citation, Language, Passage
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",

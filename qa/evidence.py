@@ -38,8 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from qa.chunking import sentence_spans
-from qa.text import anchors, folded_words, tokenize
+from qa.text import anchors, folded_words, sentence_spans, tokenize
 from qa.types import Language, Passage
 
 WEIGHTS = {"dense": 1.0, "words": 1.5, "names": 0.3, "rank": 0.1}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.chunking import chunk_documents, sentence_spans
+from qa.chunking import chunk_documents
 from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
@@ -48,7 +48,7 @@ from qa.prompting import (
 from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever
 from qa.settings import Settings
-from qa.text import anchors, figures, folded_words, numbers, tokenize
+from qa.text import anchors, figures, folded_words, numbers, sentence_spans, tokenize
 from qa.types import Answer, Citation, Language, Passage, Preview
 
 log = logging.getLogger(__name__)

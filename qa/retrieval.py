@@ -22,10 +22,9 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.chunking import sentence_spans
 from qa.embedding import Embedder
 from qa.index import Index
-from qa.text import anchors, tokenize
+from qa.text import anchors, sentence_spans, tokenize
 from qa.types import Chunk, Language, Passage
 
 RRF_K = 60

@@ -1,15 +1,16 @@
-"""Text helpers the stages share: folding, words, stems, names and numbers.
+"""Text helpers the stages share: sentences, folding, words, stems, names and numbers.
 
-Pure functions over strings. Retrieval, evidence, citations, prompting, the pipeline's decisions
-and the measurement code all import them from here, downward; this module imports nothing from
-`qa` but its types.
+Pure functions over strings. Chunking, retrieval, evidence, citations, prompting, the reader, the
+pipeline's decisions and the measurement code all import them from here, downward; this module
+imports nothing from `qa` but its types.
 
-    fold        "L’État" -> "l'etat"                 (case, accents, apostrophes)
-    normalize   fold + "100 000" -> "100000"          (matching answers and evidence)
-    tokenize    content-word stems for BM25
-    anchors     names, acronyms and numbers           (the words that survive translation)
-    numbers     every number, separators and multipliers resolved ("100k" = "100 000")
-    figures     standalone figures, not the digits of names ("R1") or versions ("Qwen 3")
+    split_sentences  sentence spans: pysbd, lines as hard boundaries
+    fold             "L’État" -> "l'etat": case, accents, apostrophes
+    normalize        fold, and "100 000" -> "100000": how answers and evidence are matched
+    tokenize         content-word stems for BM25
+    anchors          names, acronyms and numbers: the words that survive translation
+    numbers          every number, separators and multipliers resolved ("100k" = "100 000")
+    figures          standalone figures, not the digits of names ("R1") or versions ("Qwen 3")
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import unicodedata
 from functools import cache
 
-from qa.types import Language
+from qa.types import Chunk, Language
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -33,6 +34,50 @@ ENGLISH_WORDS = frozenset(
     "the a an of and or is are was were what which who whom why how when where in on for by "
     "with this that these those it its they their not does did do has have".split()
 )
+
+
+@cache
+def _segmenter(language: Language):
+    import pysbd
+
+    return pysbd.Segmenter(language=language, clean=False)
+
+
+def split_sentences(text: str, language: Language) -> list[tuple[int, int]]:
+    """Sentence spans `(start, end)` of `text`, trimmed of surrounding whitespace.
+
+    Lines are hard boundaries (a title or a paragraph never runs into the next one).
+
+    >>> text = "Il y a 100 000 modèles. Qwen domine.\\nTitre"
+    >>> [text[s:e] for s, e in split_sentences(text, "fr")]
+    ['Il y a 100 000 modèles.', 'Qwen domine.', 'Titre']
+    """
+    spans: list[tuple[int, int]] = []
+    line_start = 0
+    for line in text.split("\n"):
+        if line.strip():
+            cursor = 0
+            for sentence in _segmenter(language).segment(line):
+                piece = sentence.strip()
+                if not piece:
+                    continue
+                found = line.find(piece, cursor)
+                if found < 0:  # the segmenter altered the text: fall back to the rest of the line
+                    found = cursor
+                    piece = line[cursor:].strip()
+                    if not piece:
+                        break
+                    found = line.index(piece, cursor)
+                spans.append((line_start + found, line_start + found + len(piece)))
+                cursor = found + len(piece)
+        line_start += len(line) + 1
+    return spans
+
+
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """The sentences of a passage, as evidence and retrieval read them (the whole passage if it
+    has none)."""
+    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
 
 
 def fold(text: str) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "qa"
 MODULES = {f"qa.{p.stem}": p for p in sorted(PACKAGE.glob("*.py")) if p.stem != "__init__"}
 TEXT_MAY_IMPORT = {"qa.types", "qa.errors"}
-TEXT_HELPERS = {"fold", "folded_words", "normalize", "tokenize", "anchors", "anchor_spans", "numbers",
-                "figure_spans", "figures"}
+TEXT_HELPERS = {"split_sentences", "sentence_spans", "fold", "folded_words", "normalize", "tokenize", "anchors",
+                "anchor_spans", "numbers", "figure_spans", "figures"}
 
 
 def imported_modules(path: Path) -> set[str]:

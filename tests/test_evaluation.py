@@ -196,7 +196,7 @@ def test_evaluate_retrieval_only_never_loads_a_generator(tmp_path: Path, testset
 
 
 def test_the_prepared_memory_holds_every_sentence_and_is_never_written(pipeline) -> None:
-    from qa.chunking import sentence_spans
+    from qa.text import sentence_spans
 
     memory, note = ev.evaluation_memory(pipeline, pipeline.settings, "prepared", answers=True)
     wanted = {(c.text[s:e], "en" if c.language == "fr" else "fr")

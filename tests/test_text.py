@@ -1,6 +1,6 @@
 import pytest
 
-from qa.text import anchors, normalize, numbers, tokenize
+from qa.text import anchors, normalize, numbers, split_sentences, tokenize
 
 
 def test_tokenize_folds_stems_and_drops_stop_words():
@@ -41,3 +41,10 @@ def test_anchors_are_names_and_figures_not_the_first_word():
 ])
 def test_normalize_folds_text_and_joins_number_groups(text: str, expected: str) -> None:
     assert normalize(text) == expected
+
+
+def test_lines_are_sentence_boundaries():
+    text = "Un titre sans point\nLe premier paragraphe commence ici. Il continue."
+    spans = split_sentences(text, "fr")
+    assert [text[s:e] for s, e in spans] == ["Un titre sans point", "Le premier paragraphe commence ici.",
+                                             "Il continue."]
