@@ -27,9 +27,10 @@ from pathlib import Path
 
 from qa.chunking import chunk_documents
 from qa.embedding import make_embedder
-from qa.evaluation import RetrievalCase, jsonable, retrieval_baselines
+from qa.evaluation import RetrievalCase, retrieval_baselines
 from qa.index import build_index
 from qa.pipeline import Pipeline, TranslationMemory
+from qa.report import jsonable
 from qa.settings import Settings
 from qa.squad import SquadQuestion, SquadSet, own_passage_hit, read_squad
 from qa.types import Document

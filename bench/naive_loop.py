@@ -29,25 +29,14 @@ from pathlib import Path
 
 from qa.citations import parse_markers
 from qa.embedding import Embedder, make_embedder
-from qa.evaluation import (
-    RANKING_DEPTH,
-    _passage_json,
-    by_language,
-    config,
-    document_texts,
-    failure_reason,
-    jsonable,
-    judge,
-    load_testset,
-    select,
-    summarize,
-)
+from qa.evaluation import _passage_json, by_language, config, failure_reason, judge
 from qa.generation import Generator, make_generator
 from qa.index import Index
 from qa.language import detect_language
 from qa.library import open_index
+from qa.metrics import RANKING_DEPTH, summarize
 from qa.prompting import sanitize
-from qa.report import format_value
+from qa.report import format_value, jsonable
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.squad import (
@@ -59,6 +48,7 @@ from qa.squad import (
     squad_failure,
     squad_summary,
 )
+from qa.testset import document_texts, load_testset, select
 from qa.types import Answer, Citation, Passage
 
 TOP_K = 4

@@ -31,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.evaluation import RANKING_DEPTH, QueryCache, jsonable, load_testset, retrieval_summary, testset_cases
+from qa.evaluation import QueryCache, testset_cases
+from qa.metrics import RANKING_DEPTH, retrieval_summary
+from qa.report import jsonable
 from qa.retrieval import RRF_K, Retriever
+from qa.testset import load_testset
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATA = ROOT.parent / "shared" / "bench-data"
@@ -439,7 +442,8 @@ def thresholds(args: argparse.Namespace) -> dict:
         memory = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))
         pairs = []
         for doc in load_documents([BUNDLED]):
-            from qa.chunking import chunk_document, sentence_spans
+            from qa.chunking import chunk_document
+            from qa.text import sentence_spans
 
             for chunk in chunk_document(doc, settings.chunk_size, settings.chunk_overlap):
                 for s, e in sentence_spans(chunk):

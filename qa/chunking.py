@@ -4,53 +4,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from functools import cache
 
-from qa.types import Chunk, Document, Language
-
-
-@cache
-def _segmenter(language: Language):
-    import pysbd
-
-    return pysbd.Segmenter(language=language, clean=False)
-
-
-def split_sentences(text: str, language: Language) -> list[tuple[int, int]]:
-    """Sentence spans `(start, end)` of `text`, trimmed of surrounding whitespace.
-
-    Lines are hard boundaries (a title or a paragraph never runs into the next one).
-
-    >>> text = "Il y a 100 000 modèles. Qwen domine.\\nTitre"
-    >>> [text[s:e] for s, e in split_sentences(text, "fr")]
-    ['Il y a 100 000 modèles.', 'Qwen domine.', 'Titre']
-    """
-    spans: list[tuple[int, int]] = []
-    line_start = 0
-    for line in text.split("\n"):
-        if line.strip():
-            cursor = 0
-            for sentence in _segmenter(language).segment(line):
-                piece = sentence.strip()
-                if not piece:
-                    continue
-                found = line.find(piece, cursor)
-                if found < 0:  # the segmenter altered the text: fall back to the rest of the line
-                    found = cursor
-                    piece = line[cursor:].strip()
-                    if not piece:
-                        break
-                    found = line.index(piece, cursor)
-                spans.append((line_start + found, line_start + found + len(piece)))
-                cursor = found + len(piece)
-        line_start += len(line) + 1
-    return spans
-
-
-def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
-    """The sentences of a passage, as evidence and retrieval read them (the whole passage if it
-    has none)."""
-    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
+from qa.text import split_sentences
+from qa.types import Chunk, Document
 
 
 def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:

@@ -16,18 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.chunking import sentence_spans, split_sentences
-from qa.retrieval import anchor_spans, anchors, fold, tokenize
+from qa.text import anchor_spans, anchors, fold, folded_words, numbers, sentence_spans, split_sentences, tokenize
 from qa.types import Chunk, Citation, Language, Passage
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
                      re.IGNORECASE)
-_NUMBER = re.compile(r"\d+(?:[\s\u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
-# A number with a multiplier word or suffix: "100k", "100 thousand", "1,5 million", "2 milliards".
-_SCALED = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(k|thousand|mille|millions?|milliards?|billions?|bn)(?!\w)",
-                     re.IGNORECASE)
-_SCALE = {"k": 10**3, "thousand": 10**3, "mille": 10**3, "million": 10**6, "millions": 10**6,
-          "milliard": 10**9, "milliards": 10**9, "billion": 10**9, "billions": 10**9, "bn": 10**9}
 
 SEMANTIC_THRESHOLD = 0.5
 ANCHORED_THRESHOLD = 0.35
@@ -71,26 +64,6 @@ def strip_markers(text: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()
 
 
-def numbers(text: str) -> set[str]:
-    """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree, and
-    multipliers applied, so "100k", "100 thousand" and "1,5 million" agree with their digits.
-
-    >>> sorted(numbers("100 000 modèles, 100,000 models, le 14e plan, 2,5 %"))
-    ['100000', '14', '25']
-    >>> sorted(numbers("100k models, 100 thousand, 1.5 million, 2 milliards"))
-    ['100000', '1500000', '2000000000']
-    """
-    found = set()
-
-    def scaled(match: re.Match) -> str:
-        found.add(str(round(float(match.group(1).replace(",", ".")) * _SCALE[match.group(2).lower()])))
-        return " "
-
-    for match in _NUMBER.finditer(_SCALED.sub(scaled, text)):
-        found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
-    return found
-
-
 _LIST_SEPARATOR = re.compile(r"[,;:]|\s(?:et|and|ou|or)\s", re.IGNORECASE)
 
 
@@ -128,37 +101,6 @@ def misattributed(claim: str, source: str) -> bool:
     return any(item[a] != item[b] and members[item[a]] - named and members[item[b]] - named
                and (together or claim_item[a] == claim_item[b])
                for a in named for b in named)
-
-
-_ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"
-_FIGURE = re.compile(rf"(?<![^\W\d_])(?:\d{{1,3}}(?:[\s\u00a0\u202f.,]\d{{3}})+(?!\d)|\d+(?:[.,]\d+)?){_ORDINAL}")
-_VERSION = re.compile(r"[A-Z][\w-]*\s$")
-
-
-def figure_spans(text: str) -> list[tuple[int, int]]:
-    """Where `text` states a figure: standalone numbers as written ("100 000", "14e", "2,5"), not
-    the digits of names such as "R1" or "K2", nor a version of one or two digits after a name
-    ("Qwen 3").
-
-    >>> text = "DeepSeek R1 : 100 000 modèles, Qwen 3, 14e plan."
-    >>> [text[s:e] for s, e in figure_spans(text)]
-    ['100 000', '14e']
-    """
-    spans = []
-    for m in _FIGURE.finditer(text):
-        if len(re.sub(r"\D", "", m.group(0))) <= 2 and _VERSION.search(text[max(0, m.start() - 30):m.start()]):
-            continue
-        spans.append(m.span())
-    return spans
-
-
-def figures(text: str) -> set[str]:
-    """The digits of each figure of `text` (`figure_spans`), separators and suffixes removed.
-
-    >>> sorted(figures("DeepSeek R1 et Kimi K2 : 100 000 modèles en juillet 2025, Qwen 3, 14e plan."))
-    ['100000', '14', '2025']
-    """
-    return {re.sub(r"\D", "", text[s:e]) for s, e in figure_spans(text)}
 
 
 def answer_sentences(text: str, language: Language) -> list[str]:
@@ -205,7 +147,7 @@ class SupportChecker:
             rows = [i for i, (owner, _) in enumerate(owners) if owner == n]
             self._vectors[n] = vectors[rows]
         self._numbers = {n: numbers(p.chunk.text) for n, p in self.passages.items()}
-        self._all_words = set(_WORDS.findall(fold(" ".join(p.chunk.text for p in passages))))
+        self._all_words = folded_words(" ".join(p.chunk.text for p in passages))
         self._stems = {n: set(tokenize(p.chunk.text, p.chunk.language))
                        for n, p in self.passages.items()}
 
@@ -238,7 +180,7 @@ class SupportChecker:
         stems = set(tokenize(claim, language))
         lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
         found = anchors(strip_markers(claim))
-        anchored = bool(found) and len(found & set(_WORDS.findall(fold(text)))) / len(found) >= 0.5
+        anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
         # the quote: the sentence closest by meaning, unless another shares clearly more of the
         # claim's numbers and content words
         overlap = [len(stems & set(tokenize(text[s:e], passage.chunk.language)))
@@ -256,7 +198,7 @@ class SupportChecker:
         in the retrieved passages (names found nowhere, such as translations, don't count)."""
         text = self.passages[n].chunk.text
         spans = self._spans[n]
-        words = [set(_WORDS.findall(fold(text[s:e]))) for s, e in spans]
+        words = [folded_words(text[s:e]) for s, e in spans]
         figures = [numbers(text[s:e]) for s, e in spans]
         # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count
         names = {w for w in anchors(strip_markers(sentence)) if len(w) > 2} & self._all_words

@@ -334,8 +334,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qa.evaluation import format_table
     from qa.measure import evaluate
+    from qa.report import format_table
 
     settings = _settings(args)
     report = evaluate(args.testset, args.out, settings, limit=args.limit, answers=not args.retrieval_only,

@@ -38,8 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from qa.chunking import sentence_spans
-from qa.retrieval import anchors, fold, tokenize
+from qa.text import anchors, folded_words, sentence_spans, tokenize
 from qa.types import Language, Passage
 
 WEIGHTS = {"dense": 1.0, "words": 1.5, "names": 0.3, "rank": 0.1}
@@ -65,7 +64,6 @@ LIKELIHOOD_WEIGHT = 0.5
 # 107 of the 150 PIAF / XQuAD ones, with the same figures.
 DECISIVE_LEAD = 0.3
 
-_WORDS = re.compile(r"\w+")
 # Two questions in one: a comma, "and"/"et", then a second question word ("What risk does it
 # run, and what do experts say it gains?"). Public sets hardly ask so (5 of the 7,935 answerable
 # PIAF, XQuAD and SQuAD 2.0 questions match, mostly "A, B, and what?" lists); this test set does.
@@ -135,7 +133,7 @@ def rank_sentences(question: str, language: Language, passages: Sequence[Passage
     ranked = []
     for (passage, start, end), text, cosine, held_stems in zip(found, texts, dense, stems, strict=True):
         words = sum(asked[w] for w in held_stems & asked.keys()) / total if total else 0.0
-        held = len(names & set(_WORDS.findall(fold(text)))) / len(names) if names else 0.0
+        held = len(names & folded_words(text)) / len(names) if names else 0.0
         score = (WEIGHTS["dense"] * float(cosine) + WEIGHTS["words"] * words
                  + WEIGHTS["names"] * held + WEIGHTS["rank"] / passage.n)
         ranked.append(Evidence(passage, start, end, score, float(cosine)))

@@ -5,20 +5,10 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from qa.text import ENGLISH_WORDS, FRENCH_WORDS
 from qa.types import Language
 
 NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}
-
-
-FRENCH_WORDS = frozenset(
-    "le la les un une des du de au aux et ou est sont quel quelle quels quelles qui que quoi "
-    "koi combien pourquoi comment quand où dans sur pour par avec ce cette ces il elle ils "
-    "elles son sa ses leur leurs pas ne".split()
-)
-ENGLISH_WORDS = frozenset(
-    "the a an of and or is are was were what which who whom why how when where in on for by "
-    "with this that these those it its they their not does did do has have".split()
-)
 
 
 @cache

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qa.evaluation import evaluate_testset, write_report
+from qa.evaluation import evaluate_testset
 from qa.pipeline import Pipeline
+from qa.report import write_report
 from qa.settings import Settings
 from qa.squad import evaluate_squad
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.chunking import sentence_spans
-from qa.citations import SupportChecker, answer_sentences, figures, is_abstention, numbers, with_markers
+from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
     CorpusError,
@@ -44,13 +43,13 @@ from qa.prompting import (
     translation_messages,
 )
 from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
-from qa.retrieval import Retriever, anchors, fold, tokenize
+from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
+from qa.text import anchors, figures, folded_words, numbers, sentence_spans, tokenize
 from qa.types import Answer, Citation, Language, Passage, Preview
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(r"\w+")
 
 ABSTENTION = {
     "fr": "Le document ne le dit pas : aucun des passages trouvés ne répond à cette question.",
@@ -195,7 +194,7 @@ def kept_names(source: str, translation: str) -> bool:
     True
     """
     wanted = {w for w in anchors(source) if len(w) > 2 and not w.isdigit()}
-    have = set(_WORD.findall(fold(translation)))
+    have = folded_words(translation)
     return all(any(h.startswith(w[:min(5, len(w) - 1)]) for h in have) for w in wanted)
 
 

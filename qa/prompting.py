@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 
-from qa.citations import figure_spans
-from qa.retrieval import anchor_spans
+from qa.text import anchor_spans, figure_spans
 from qa.types import Language, Passage
 
 SYSTEM = {
@@ -107,7 +106,7 @@ _KEEP = {"fr": " Garde ces mots tels quels : {words}.", "en": " Keep these words
 def names_and_figures(text: str) -> list[str]:
     """The names (capitalised words past a sentence's first, three letters or more, or letters
     and digits such as "K2") and the
-    figures (`qa.citations.figure_spans`) of `text`, as written, in order, once each.
+    figures (`qa.text.figure_spans`) of `text`, as written, in order, once each.
 
     >>> names_and_figures("Par exemple, ERNIE de Baidu, Kimi K2 et Qwen 3 : 100 000 modèles en 2025.")
     ['ERNIE', 'Baidu', 'Kimi', 'K2', 'Qwen', '100 000', '2025']

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qa.chunking import sentence_spans
 from qa.evidence import Evidence
 from qa.prompting import sanitize
+from qa.text import sentence_spans
 from qa.types import Language
 
 # How many of the best-scored sentences the model reads, each with the sentence after it.

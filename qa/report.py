@@ -1,6 +1,8 @@
-"""The evaluation report for people: tables, a Markdown summary and PNG plots.
+"""The evaluation report written out: report.json, and for people tables, a Markdown summary
+and PNG plots.
 
-Works on the report dict that `qa.measure.evaluate` writes to report.json:
+Works on the report dict that `qa.evaluation` or `qa.squad` assembles and `write_report` writes
+to report.json:
 
     {"config": {...}, "metrics": {group: {metric: value}}, "baselines": {mode: {group: {...}}},
      "rows": [{"id", "question", "answer", "expected", "failure", "timings", ...}]}
@@ -12,6 +14,7 @@ loads at import.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -256,3 +259,44 @@ def write_plots(report: Mapping, out_dir: str | Path) -> list[Path]:
         written.append(out_dir / PLOT_FILES[2])
         fig.savefig(written[-1], dpi=110)
     return written
+
+
+def jsonable(value: object) -> object:
+    """`value` with NaN and infinities replaced by None, so the JSON is strict.
+
+    >>> jsonable({"a": [1.0, float("nan")], "b": (2, "x")})
+    {'a': [1.0, None], 'b': [2, 'x']}
+    """
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Mapping):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_report(report: Mapping, out_dir: str | Path) -> dict:
+    """Write report.json, report.md and the plots; return the report as written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = jsonable(report)
+    tmp = out_dir / ".report.json.partial"
+    tmp.write_text(json.dumps(clean, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(out_dir / "report.json")
+    write_markdown(clean, out_dir / "report.md")
+    write_plots(clean, out_dir)
+    return clean  # type: ignore[return-value]
+
+
+def format_table(metrics: Mapping, baselines: Mapping | None = None) -> str:
+    """The metrics (rows) by group (columns) for a terminal, then the baselines if given.
+
+    `metrics` is {group: {metric: value}}, or a whole report (then its baselines are shown too).
+    """
+    if "metrics" in metrics and "config" in metrics:  # a whole report
+        metrics, baselines = metrics["metrics"], baselines or metrics.get("baselines")
+    parts = [text_table(*metrics_grid(metrics))] if metrics else ["no answers (retrieval only)"]
+    if baselines:
+        parts.append(text_table(*baselines_grid(baselines, "all")))
+    return "\n\n".join(parts)

@@ -15,85 +15,19 @@ numbers. Until nearly all are translated, foreign passages are read by names and
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from itertools import islice
 from typing import Protocol
 
 import numpy as np
 
-from qa.chunking import sentence_spans
 from qa.embedding import Embedder
 from qa.index import Index
+from qa.text import anchors, sentence_spans, tokenize
 from qa.types import Chunk, Language, Passage
 
 RRF_K = 60
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def fold(text: str) -> str:
-    """Lower-case, strip accents and unify apostrophes.
-
-    >>> fold("L’État Français")
-    "l'etat francais"
-    """
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-_ANCHOR = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]*|\w*\d\w*)")
-
-
-def anchors(text: str) -> set[str]:
-    """Names, acronyms and numbers (folded): the words that survive translation.
-
-    The first word of a sentence doesn't count as a name.
-
-    >>> sorted(anchors("When was the US AI Action Plan published in July 2025?"))
-    ['2025', 'action', 'ai', 'july', 'plan', 'us']
-    """
-    words = set()
-    for start, end in anchor_spans(text):
-        words.update(_WORD.findall(fold(text[start:end])))
-    return words
-
-
-def anchor_spans(text: str) -> list[tuple[int, int]]:
-    """Where `text` has a name, an acronym or a number, as written (`anchors`, unfolded).
-
-    >>> text = "En 2025, Kimi K2 de Moonshot AI."
-    >>> [text[s:e] for s, e in anchor_spans(text)]
-    ['2025', 'Kimi', 'K2', 'Moonshot', 'AI']
-    """
-    return [m.span() for m in _ANCHOR.finditer(text)]
-
-
-@cache
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
-
-    return frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_FRENCH))
-
-
-@cache
-def _stemmer(language: Language):
-    import Stemmer
-
-    return Stemmer.Stemmer("french" if language == "fr" else "english")
-
-
-def tokenize(text: str, language: Language) -> list[str]:
-    """Content-word stems for BM25: folded, stop words dropped, snowball-stemmed.
-
-    >>> tokenize("Les modèles dérivés de Qwen", "fr")
-    ['model', 'deriv', 'qwen']
-    """
-    words = [w for w in _WORD.findall(fold(text).replace("'", " ")) if w not in _stopwords()]
-    return _stemmer(language).stemWords(words)
 
 
 def rrf_fuse(rankings: Sequence[tuple[Sequence[int], Sequence[float] | float]],

@@ -34,28 +34,25 @@ from qa.chunking import chunk_document
 from qa.citations import strip_markers
 from qa.embedding import Embedder, make_embedder
 from qa.errors import CorpusError, IndexCorruptError, IndexNotFoundError, InputError
-from qa.evaluation import (
+from qa.evaluation import RetrievalCase, config, retrieval_baselines
+from qa.index import Index, build_index, load_index, read_manifest, save_index
+from qa.language import detect_language
+from qa.loading import corpus_hash, make_document
+from qa.metrics import (
     Outcome,
-    RetrievalCase,
     abstention_recall,
     answer_matches,
-    config,
     false_abstention_rate,
     language_match_rate,
     latency_summary,
     mean,
-    normalize,
-    retrieval_baselines,
     squad_exact_match,
     token_f1,
 )
-from qa.index import Index, build_index, load_index, read_manifest, save_index
-from qa.language import detect_language
-from qa.loading import corpus_hash, make_document
 from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
 from qa.prompting import ANSWER_PREFIX
-from qa.retrieval import fold
 from qa.settings import Settings
+from qa.text import fold, normalize
 from qa.types import Chunk, Document, Language
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from qa import library
 from qa.citations import location
 from qa.errors import CorpusError
 from qa.index import Entry, Index
-from qa.language import ENGLISH_WORDS, FRENCH_WORDS, detect_language
+from qa.language import detect_language
 from qa.loading import Source
 from qa.pipeline import Pipeline
+from qa.text import ENGLISH_WORDS, FRENCH_WORDS
 from qa.types import Answer, Chunk, Document, Language, Passage, Preview
 
 Progress = Callable[..., object]  # progress(fraction, desc=...): gr.Progress fits

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from qa.retrieval import fold
+from qa.text import fold
 
 
 class FakeEmbedder:

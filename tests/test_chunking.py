@@ -1,7 +1,8 @@
 import pytest
 
-from qa.chunking import chunk_document, split_sentences
+from qa.chunking import chunk_document
 from qa.loading import bundled_document, make_document
+from qa.text import split_sentences
 
 
 @pytest.mark.parametrize("size,overlap", [(600, 150), (300, 0), (200, 120), (1000, 400)])
@@ -53,10 +54,3 @@ def test_a_sentence_longer_than_the_chunk_size_stands_alone():
     doc = make_document("l.txt", f"Court. {long} Après.")
     chunks = chunk_document(doc, 100, 0)
     assert any(c.text == long.strip() for c in chunks)
-
-
-def test_lines_are_sentence_boundaries():
-    text = "Un titre sans point\nLe premier paragraphe commence ici. Il continue."
-    spans = split_sentences(text, "fr")
-    assert [text[s:e] for s, e in spans] == ["Un titre sans point", "Le premier paragraphe commence ici.",
-                                             "Il continue."]

@@ -3,11 +3,9 @@ import pytest
 from qa.chunking import chunk_document
 from qa.citations import (
     SupportChecker,
-    anchors,
     answer_sentences,
     is_abstention,
     misattributed,
-    numbers,
     parse_markers,
     strip_markers,
     with_markers,
@@ -38,15 +36,6 @@ def test_markers_are_stripped_and_put_back_before_the_final_stop():
     assert strip_markers("Une phrase coupée [") == "Une phrase coupée"
     assert with_markers("Qwen domine.", [3, 1, 3]) == "Qwen domine [1][3]."
     assert with_markers("Qwen domine", []) == "Qwen domine"
-
-
-def test_numbers_ignore_thousands_separators():
-    assert numbers("100 000") == numbers("100,000") == numbers("100\u202f000") == {"100000"}
-    assert numbers("le 14e plan en 2025") == {"14", "2025"}
-
-
-def test_anchors_are_names_and_figures_not_the_first_word():
-    assert anchors("Alibaba developed Qwen in 2023.") == {"qwen", "2023"}
 
 
 def test_answer_sentences_keep_their_markers():
@@ -139,18 +128,6 @@ def test_a_name_from_one_sentence_joined_to_a_fact_of_another_is_not_supported(c
     assert cited == [] and n in rejected
     [(_, cited, _)] = checker.verify([f"Qwen compte plus de 100 000 modèles dérivés [{n}]."], "Combien ?", "fr")
     assert [c.n for c in cited] == [n]
-
-
-@pytest.mark.parametrize("written", ["100 000", "100,000", "100000", "100k", "100 thousand", "plus de 100 000",
-                                     "100 mille"])
-def test_a_figure_matches_whatever_its_format(written):
-    assert "100000" in numbers(f"Qwen compte {written} modèles dérivés.")
-
-
-@pytest.mark.parametrize("written,value", [("1,5 million", "1500000"), ("1.5 million", "1500000"),
-                                           ("2 milliards", "2000000000"), ("2 billion", "2000000000")])
-def test_a_scaled_figure_is_read_as_its_value(written, value):
-    assert numbers(written) == {value}
 
 
 LIST = "Par exemple, ERNIE de Baidu, Qwen d’Alibaba et Hunyuan de Tencent sont des modèles ouverts."

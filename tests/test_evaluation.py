@@ -1,4 +1,4 @@
-"""Evaluation: metrics on worked examples, test-set validation, and a whole run on fakes."""
+"""Evaluation: answers judged against their items, and whole runs on fakes."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from qa.chunking import chunk_documents
 from qa.errors import InputError
 from qa.index import Index, build_index
 from qa.loading import make_document
+from qa.metrics import Outcome
 from qa.pipeline import Pipeline
 from qa.settings import Settings
 from tests.fakes import BagOfWordsEmbedder as FakeEmbedder  # noqa: E402
 from tests.fakes import ScriptedGenerator  # noqa: E402
+from tests.test_testset import ENGLISH, FRENCH, ITEMS, write_jsonl
 
 
 def fake_index(texts: dict[str, str], settings: Settings, embedder: FakeEmbedder) -> Index:
@@ -37,42 +39,13 @@ def fake_settings(tmp_path: Path) -> Settings:
                     chunk_size=120, chunk_overlap=40, threads=1, answer_style="generative")
 
 
-# --- the test corpus and test set used below -----------------------------------------------------
-
-FRENCH = (
-    "La famille Qwen d’Alibaba compte plus de 100\u202f000 modèles dérivés.\n"
-    "Le gouvernement soutient l’open source par des subventions publiques.\n"
-    "DeepSeek a publié son modèle de raisonnement R1 au début de l’année."
-)
-ENGLISH = (
-    "The Qwen family overtook the Llama community of Meta on Hugging Face.\n"
-    "Chinese laboratories publish their weights under permissive licences."
-)
 CORPUS = {"article.txt": FRENCH, "summary.txt": ENGLISH}
-
-ITEMS = [
-    {"id": "fr-1", "lang": "fr", "question": "Combien de modèles dérivés compte la famille Qwen ?",
-     "answerable": True, "answer_groups": [["100 000", "100000"]],
-     "evidence": ["plus de 100 000 modèles dérivés"], "reference": "Plus de 100 000."},
-    {"id": "fr-2", "lang": "fr", "question": "Qui a fondé DeepSeek ?", "answerable": False,
-     "answer_groups": [], "evidence": [], "reference": ""},
-    {"id": "en-1", "lang": "en", "question": "Which community did the Qwen family overtake?",
-     "answerable": True, "answer_groups": [["Llama"]],
-     "evidence": ["overtook the Llama community of Meta"], "reference": "Meta's Llama."},
-    {"id": "en-2", "lang": "en", "question": "What did Qwen overtake in 1990?",
-     "answerable": False, "answer_groups": [], "evidence": [], "reference": ""},
-]
 REPLIES = {
     "Combien de modèles dérivés": "La famille Qwen compte plus de 100 000 modèles dérivés [1].",
     "Qui a fondé DeepSeek": "Les sources ne le disent pas.",
     "Which community did the Qwen": "The Qwen family overtook the Llama community of Meta [1].",
     "in 1990": "The Qwen family overtook the Llama community of Meta on Hugging Face [1].",
 }
-
-
-def write_jsonl(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -92,132 +65,15 @@ def pipeline(tmp_path: Path) -> Pipeline:
 # --- worked examples -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [ev, qa.report])
-def test_docstring_examples_hold(module) -> None:
-    result = doctest.testmod(module)
+def test_docstring_examples_hold() -> None:
+    result = doctest.testmod(ev)
     assert result.attempted > 0
     assert result.failed == 0
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("L’État", "l'etat"),
-    ("100 000 modèles", "100000 modeles"),
-    ("100,000 models", "100000 models"),
-    ("100\u202f000 et 100\u00a0000", "100000 et 100000"),
-    ("1 234 567", "1234567"),
-    ("2,5 %", "2,5 %"),
-    ("en 2024", "en 2024"),
-    ("  deux\n\tlignes  ", "deux lignes"),
-])
-def test_normalize_folds_text_and_joins_number_groups(text: str, expected: str) -> None:
-    assert ev.normalize(text) == expected
-
-
-@pytest.mark.parametrize(("passage", "evidence", "expected"), [
-    ("Elle a dépassé la communauté Llama.", ["la communaute  llama"], True),
-    ("L'État finance 100 000 projets.", ["l’état finance 100\u202f000"], True),
-    ("Qwen domine.", ["Llama"], False),
-    ("Qwen domine.", [], False),
-    ("Qwen domine.", ["Llama", "qwen"], True),
-])
-def test_evidence_hit_matches_whole_normalised_spans(passage, evidence, expected) -> None:
-    assert ev.evidence_hit(passage, evidence) is expected
-
-
-@pytest.mark.parametrize(("answer", "groups", "expected"), [
-    ("Kimi K2, MiniMax M1 et Qwen 3 [1].", [["Kimi"], ["MiniMax"], ["Qwen"]], True),
-    ("Kimi K2 et Qwen 3 [1].", [["Kimi"], ["MiniMax"], ["Qwen"]], False),
-    ("La désinformation.", [["disinformation", "désinformation"]], True),
-    ("Plus de 100 000 modèles.", [["100,000", "100000"]], True),
-    ("anything", [], False),
-])
-def test_answer_matches_needs_every_group(answer, groups, expected) -> None:
-    assert ev.answer_matches(answer, groups) is expected
-
-
-def same(actual: float, expected: float) -> bool:
-    return (math.isnan(actual) and math.isnan(expected)) or actual == pytest.approx(expected)
-
-
-RANKINGS = [[False, True, False], [True, False, False], [False, False, False]]
-
-
-@pytest.mark.parametrize(("rankings", "k", "expected"), [
-    (RANKINGS, 1, 1 / 3),
-    (RANKINGS, 2, 2 / 3),
-    (RANKINGS, 5, 2 / 3),
-    ([], 1, math.nan),
-    ([[]], 3, 0.0),
-])
-def test_recall_at_k(rankings, k, expected) -> None:
-    assert same(ev.recall_at_k(rankings, k), expected)
-
-
-@pytest.mark.parametrize(("rankings", "expected"), [
-    (RANKINGS, (1 / 2 + 1 + 0) / 3),
-    ([[False, False, True]], 1 / 3),
-    ([], math.nan),
-])
-def test_mrr(rankings, expected) -> None:
-    assert same(ev.mrr(rankings), expected)
-
-
-@pytest.mark.parametrize(("prediction", "reference", "f1", "em"), [
-    ("la communauté Llama", "communauté Llama", 1.0, 1.0),
-    ("la famille Qwen", "Qwen", 2 / 3, 0.0),
-    ("The Llama community.", "llama community", 1.0, 1.0),
-    ("Qwen", "Llama", 0.0, 0.0),
-    ("", "Llama", 0.0, 0.0),
-    ("100,000 models", "100 000 models", 1.0, 1.0),
-    ("Llama", "", math.nan, math.nan),
-    ("Llama", "the", math.nan, math.nan),
-])
-def test_token_f1_and_exact_match(prediction, reference, f1, em) -> None:
-    assert same(ev.token_f1(prediction, reference), f1)
-    assert same(ev.squad_exact_match(prediction, reference), em)
-
-
 def outcome(id: str = "q", lang: str = "fr", answerable: bool = True, abstained: bool = False,
-            **fields) -> ev.Outcome:
-    return ev.Outcome(id, lang, answerable, abstained, **fields)  # type: ignore[arg-type]
-
-
-CORRECT_CITED = outcome("a", correct=True, citation_hits=(True, False), answer_language="fr")
-CORRECT_UNCITED = outcome("b", correct=True, citation_hits=(False,), answer_language="en")
-WRONG = outcome("c", "en", citation_hits=(True,), answer_language="en")
-FALSE_ABSTAIN = outcome("d", "en", abstained=True)
-GOOD_ABSTAIN = outcome("e", answerable=False, abstained=True)
-BAD_ANSWER = outcome("f", "en", answerable=False, citation_hits=(False,), answer_language="fr")
-MIXED = [CORRECT_CITED, CORRECT_UNCITED, WRONG, FALSE_ABSTAIN, GOOD_ABSTAIN, BAD_ANSWER]
-
-
-@pytest.mark.parametrize(("metric", "outcomes", "expected"), [
-    (ev.answer_correct_rate, MIXED, 2 / 4),
-    (ev.answer_correct_rate, [GOOD_ABSTAIN], math.nan),
-    (ev.citation_precision, MIXED, 2 / 4),  # BAD_ANSWER's citation is on an unanswerable one
-    (ev.citation_precision, [FALSE_ABSTAIN, GOOD_ABSTAIN], math.nan),
-    (ev.correct_and_cited_rate, MIXED, 1 / 4),
-    (ev.correct_and_cited_rate, [], math.nan),
-    (ev.abstention_recall, MIXED, 1 / 2),
-    (ev.abstention_recall, [CORRECT_CITED], math.nan),
-    (ev.false_abstention_rate, MIXED, 1 / 4),
-    (ev.false_abstention_rate, [GOOD_ABSTAIN], math.nan),
-    (ev.language_match_rate, MIXED, 2 / 4),  # abstentions left out
-    (ev.language_match_rate, [FALSE_ABSTAIN, GOOD_ABSTAIN], math.nan),
-])
-def test_outcome_metrics(metric, outcomes, expected) -> None:
-    assert same(metric(outcomes), expected)
-
-
-@pytest.mark.parametrize(("values", "expected_median", "expected_p95"), [
-    ([2.0], 2.0, 2.0),
-    ([1.0, 3.0], 2.0, 2.9),
-    ([4.0, 1.0, 3.0, 2.0, math.nan], 2.5, 3.85),
-    ([], math.nan, math.nan),
-])
-def test_latency_percentiles(values, expected_median, expected_p95) -> None:
-    assert same(ev.median(values), expected_median)
-    assert same(ev.p95(values), expected_p95)
+            **fields) -> Outcome:
+    return Outcome(id, lang, answerable, abstained, **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("item", "expected"), [
@@ -228,7 +84,7 @@ def test_latency_percentiles(values, expected_median, expected_p95) -> None:
     (outcome(correct=True, citation_hits=(False,)), "correct, but no citation holds the evidence"),
     (outcome(correct=True, citation_hits=(True,), answer_language="en"),
      "answered in en, asked in fr"),
-    (CORRECT_CITED, None),
+    (outcome(correct=True, citation_hits=(False, True), answer_language="fr"), None),
 ])
 def test_failure_reason(item, expected) -> None:
     assert ev.failure_reason(item) == expected
@@ -260,87 +116,6 @@ def test_metrics_rejects_rows_of_unknown_questions(testset: Path) -> None:
     items = ev.load_testset(testset, [FRENCH, ENGLISH])
     with pytest.raises(InputError, match="nope"):
         ev.metrics([{"id": "nope", "answer": "", "abstained": True, "citations": []}], items)
-
-
-# --- test-set validation -------------------------------------------------------------------------
-
-
-def test_load_testset_reads_items(testset: Path) -> None:
-    items = ev.load_testset(testset, [FRENCH, ENGLISH])
-    assert [i.id for i in items] == ["fr-1", "fr-2", "en-1", "en-2"]
-    assert items[0].answer_groups == (("100 000", "100000"),)
-    assert items[0].evidence == ("plus de 100 000 modèles dérivés",)
-
-
-def test_the_project_testset_is_valid_against_the_bundled_article() -> None:
-    from qa.loading import bundled_document
-
-    path = Path(__file__).parent / "data" / "testset.jsonl"
-    items = ev.load_testset(path, bundled_document().text)
-    assert len(items) == len({i.id for i in items}) >= 80
-    assert {i.lang for i in items} == {"fr", "en"}
-
-
-def bad(**changes) -> str:
-    item = {**ITEMS[0], "id": "x-1", **changes}
-    return json.dumps({k: v for k, v in item.items() if v is not ...}, ensure_ascii=False)
-
-
-@pytest.mark.parametrize(("line", "expected"), [
-    ('{"id": "x-1", "lang": ', "invalid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    (bad(lang=...), "missing field 'lang'"),
-    (bad(evidence=..., reference=...), "missing field 'evidence', missing field 'reference'"),
-    (bad(lang="de"), "unknown lang 'de'"),
-    (bad(answerable="yes"), "answerable must be true or false"),
-    (bad(answer_groups=[[]]), "answer_groups must be a list of non-empty lists"),
-    (bad(question=" "), "question must be a non-empty string"),
-    (bad(evidence=["un passage absent"]), "evidence 'un passage absent' not found in the corpus"),
-    (bad(answer_groups=[]), "answerable, so answer_groups and evidence must not be empty"),
-    (bad(answerable=False), "unanswerable, so evidence must be empty"),
-    (json.dumps(ITEMS[0]), "duplicate id 'fr-1' (first on line 1)"),
-])
-def test_load_testset_names_the_bad_line(tmp_path: Path, line: str, expected: str) -> None:
-    path = write_jsonl(tmp_path / "t.jsonl", [json.dumps(ITEMS[0], ensure_ascii=False), "", line])
-    with pytest.raises(InputError) as error:
-        ev.load_testset(path, [FRENCH])
-    assert f"line 3: {expected}" in str(error.value)
-
-
-def test_load_testset_lists_every_bad_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "t.jsonl", ["{", json.dumps(ITEMS[0]), bad(lang="it")])
-    with pytest.raises(InputError, match=r"2 bad line\(s\): line 1: invalid JSON .*; line 3: "):
-        ev.load_testset(path, FRENCH)
-
-
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "does not exist"),
-    ("\n\n", "holds no questions"),
-])
-def test_load_testset_rejects_missing_or_empty_files(tmp_path: Path, content, expected) -> None:
-    path = tmp_path / "t.jsonl"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(InputError, match=expected):
-        ev.load_testset(path, FRENCH)
-
-
-def test_document_texts_rebuilds_the_documents_from_overlapping_chunks() -> None:
-    docs = [make_document("a.txt", FRENCH), make_document("b.txt", ENGLISH)]
-    chunks = chunk_documents(docs, 120, 40)
-    assert len(chunks) > 2
-    assert ev.document_texts(chunks) == [FRENCH.replace("\n", " "), ENGLISH.replace("\n", " ")]
-
-
-@pytest.mark.parametrize(("limit", "expected"), [
-    (None, ["fr-1", "fr-2", "en-1", "en-2"]),
-    (1, ["fr-1"]),
-    (3, ["fr-1", "en-1", "fr-2"]),
-    (10, ["fr-1", "fr-2", "en-1", "en-2"]),
-])
-def test_select_alternates_languages(testset: Path, limit, expected) -> None:
-    items = ev.load_testset(testset, [FRENCH, ENGLISH])
-    assert [i.id for i in ev.select(items, limit)] == expected
 
 
 # --- runs on fakes -------------------------------------------------------------------------------
@@ -415,13 +190,13 @@ def test_evaluate_retrieval_only_never_loads_a_generator(tmp_path: Path, testset
     assert report["baselines"]["hybrid"]["all"]["questions"] == 2
     assert (tmp_path / "out" / "recall_at_k.png").is_file()
     assert not (tmp_path / "out" / "latency.png").exists()
-    table = ev.format_table(report["metrics"], report["baselines"])
+    table = qa.report.format_table(report["metrics"], report["baselines"])
     assert "retrieval only" in table and "hybrid" in table
-    assert ev.format_table(report) == table
+    assert qa.report.format_table(report) == table
 
 
 def test_the_prepared_memory_holds_every_sentence_and_is_never_written(pipeline) -> None:
-    from qa.chunking import sentence_spans
+    from qa.text import sentence_spans
 
     memory, note = ev.evaluation_memory(pipeline, pipeline.settings, "prepared", answers=True)
     wanted = {(c.text[s:e], "en" if c.language == "fr" else "fr")
@@ -461,22 +236,6 @@ def test_evaluate_rejects_a_testset_whose_evidence_is_not_indexed(tmp_path: Path
                                       settings, embedder))
     with pytest.raises(InputError, match="line 1: evidence .* not found in the corpus"):
         measure.evaluate(testset, tmp_path / "out", settings, pipeline=other, progress=False)
-
-
-def test_format_table_prints_groups_as_columns() -> None:
-    table = ev.format_table({"all": {"questions": 4, "recall@1": 0.5, "abstention_recall": None},
-                             "fr": {"questions": 2, "recall@1": 1.0,
-                                    "abstention_recall": math.nan}})
-    lines = table.splitlines()
-    assert lines[0].split() == ["metric", "all", "fr"]
-    assert lines[1].split() == ["questions", "4", "2"]
-    assert lines[2].split() == ["recall@1", "0.500", "1.000"]
-    assert lines[3].split() == ["abstention", "recall", "–", "–"]
-
-
-def test_jsonable_makes_strict_json() -> None:
-    text = json.dumps(ev.jsonable({"x": [math.nan, math.inf, 1.5]}))
-    assert json.loads(text, parse_constant=pytest.fail) == {"x": [None, None, 1.5]}
 
 
 def test_query_cache_embeds_each_question_once_and_gives_the_same_vectors() -> None:

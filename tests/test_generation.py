@@ -106,8 +106,8 @@ def test_reply_likelihoods_are_each_conversations_own_log_probability(real_setti
 def test_the_fast_engine_answers_like_the_reference_engine(real_settings, tmp_path):
     """llama.cpp over the GGUF and transformers over its bf16 copy, same model, same questions, in
     the direct style: the same decision, the same figures, the same cited passages."""
-    from qa.citations import numbers
     from qa.pipeline import Pipeline
+    from qa.text import numbers
 
     settings = real_settings.with_(llm="qwen2.5-coder-0.5b", answer_style="direct", index_dir=tmp_path / "index")
     fast = Pipeline(settings.with_(engine="llama.cpp")).load()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from qa.retrieval import fold
+from qa.text import fold
 
 pytestmark = pytest.mark.slow
 

@@ -278,7 +278,7 @@ def test_translations_are_remembered(settings, model_always_drafts):
 
 
 def test_translations_prepared_ahead_are_not_asked_for_again(settings, model_always_drafts):
-    from qa.chunking import sentence_spans
+    from qa.text import sentence_spans
 
     generator = FakeGenerator(reply="An English sentence.")
     pipeline = Pipeline(settings, embedder=cross_lingual(), generator=generator)

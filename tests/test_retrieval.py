@@ -3,7 +3,8 @@ import pytest
 from qa.chunking import chunk_documents
 from qa.index import build_index
 from qa.loading import make_document
-from qa.retrieval import Retriever, _scores, rrf_fuse, tokenize
+from qa.retrieval import Retriever, _scores, rrf_fuse
+from qa.text import tokenize
 from tests.fakes import FakeEmbedder
 
 
@@ -15,11 +16,6 @@ def test_rrf_worked_example():
 def test_rrf_per_item_weights():
     fused = rrf_fuse([([1, 2], [1.0, 0.0])], k=0)
     assert fused == {1: 1.0, 2: 0.0}
-
-
-def test_tokenize_folds_stems_and_drops_stop_words():
-    assert tokenize("Les modèles dérivés de l’IA", "fr") == ["model", "deriv", "ia"]
-    assert tokenize("The derived models", "en") == ["deriv", "model"]
 
 
 FRENCH = [

@@ -1,0 +1,229 @@
+"""Text helpers the stages share: sentences, folding, words, stems, names and numbers.
+
+Pure functions over strings. Chunking, retrieval, evidence, citations, prompting, the reader, the
+pipeline's decisions and the measurement code all import them from here, downward; this module
+imports nothing from `qa` but its types.
+
+    split_sentences  sentence spans: pysbd, lines as hard boundaries
+    fold             "L’État" -> "l'etat": case, accents, apostrophes
+    normalize        fold, and "100 000" -> "100000": how answers and evidence are matched
+    tokenize         content-word stems for BM25
+    anchors          names, acronyms and numbers: the words that survive translation
+    numbers          every number, separators and multipliers resolved ("100k" = "100 000")
+    figures          standalone figures, not the digits of names ("R1") or versions ("Qwen 3")
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cache
+
+from qa.types import Chunk, Language
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# Function words: the language detector's vote on short questions (`qa.language`), and words
+# that are not names though capitalised at a question's start (`qa.ui`).
+FRENCH_WORDS = frozenset(
+    "le la les un une des du de au aux et ou est sont quel quelle quels quelles qui que quoi "
+    "koi combien pourquoi comment quand où dans sur pour par avec ce cette ces il elle ils "
+    "elles son sa ses leur leurs pas ne".split()
+)
+ENGLISH_WORDS = frozenset(
+    "the a an of and or is are was were what which who whom why how when where in on for by "
+    "with this that these those it its they their not does did do has have".split()
+)
+
+
+@cache
+def _segmenter(language: Language):
+    import pysbd
+
+    return pysbd.Segmenter(language=language, clean=False)
+
+
+def split_sentences(text: str, language: Language) -> list[tuple[int, int]]:
+    """Sentence spans `(start, end)` of `text`, trimmed of surrounding whitespace.
+
+    Lines are hard boundaries (a title or a paragraph never runs into the next one).
+
+    >>> text = "Il y a 100 000 modèles. Qwen domine.\\nTitre"
+    >>> [text[s:e] for s, e in split_sentences(text, "fr")]
+    ['Il y a 100 000 modèles.', 'Qwen domine.', 'Titre']
+    """
+    spans: list[tuple[int, int]] = []
+    line_start = 0
+    for line in text.split("\n"):
+        if line.strip():
+            cursor = 0
+            for sentence in _segmenter(language).segment(line):
+                piece = sentence.strip()
+                if not piece:
+                    continue
+                found = line.find(piece, cursor)
+                if found < 0:  # the segmenter altered the text: fall back to the rest of the line
+                    found = cursor
+                    piece = line[cursor:].strip()
+                    if not piece:
+                        break
+                    found = line.index(piece, cursor)
+                spans.append((line_start + found, line_start + found + len(piece)))
+                cursor = found + len(piece)
+        line_start += len(line) + 1
+    return spans
+
+
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """The sentences of a passage, as evidence and retrieval read them (the whole passage if it
+    has none)."""
+    return split_sentences(chunk.text, chunk.language) or [(0, len(chunk.text))]
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip accents and unify apostrophes.
+
+    >>> fold("L’État Français")
+    "l'etat francais"
+    """
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def folded_words(text: str) -> set[str]:
+    """The distinct words of `text`, folded.
+
+    >>> sorted(folded_words("L’État et l'état"))
+    ['et', 'etat', 'l']
+    """
+    return set(_WORD.findall(fold(text)))
+
+
+_GROUPED_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}(?:[ ,\u00a0\u202f]\d{3})+(?!\d)")
+
+
+def normalize(text: str) -> str:
+    """Fold case, accents and apostrophes, drop thousands separators, collapse whitespace: the
+    form in which answers and evidence spans are matched.
+
+    >>> normalize("Plus de 100\u202f000 modèles,  l’État")
+    "plus de 100000 modeles, l'etat"
+    >>> normalize("100,000 models") == normalize("100 000 models") == "100000 models"
+    True
+    >>> normalize("2,5 % en 2024")
+    '2,5 % en 2024'
+    """
+    text = fold(text)
+    text = _GROUPED_NUMBER.sub(lambda m: re.sub(r"[ ,\u00a0\u202f]", "", m.group(0)), text)
+    return " ".join(text.split())
+
+
+@cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
+
+    return frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_FRENCH))
+
+
+@cache
+def _stemmer(language: Language):
+    import Stemmer
+
+    return Stemmer.Stemmer("french" if language == "fr" else "english")
+
+
+def tokenize(text: str, language: Language) -> list[str]:
+    """Content-word stems for BM25: folded, stop words dropped, snowball-stemmed.
+
+    >>> tokenize("Les modèles dérivés de Qwen", "fr")
+    ['model', 'deriv', 'qwen']
+    """
+    words = [w for w in _WORD.findall(fold(text).replace("'", " ")) if w not in _stopwords()]
+    return _stemmer(language).stemWords(words)
+
+
+_ANCHOR = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]*|\w*\d\w*)")
+
+
+def anchors(text: str) -> set[str]:
+    """Names, acronyms and numbers (folded): the words that survive translation.
+
+    The first word of a sentence doesn't count as a name.
+
+    >>> sorted(anchors("When was the US AI Action Plan published in July 2025?"))
+    ['2025', 'action', 'ai', 'july', 'plan', 'us']
+    """
+    words = set()
+    for start, end in anchor_spans(text):
+        words.update(_WORD.findall(fold(text[start:end])))
+    return words
+
+
+def anchor_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` has a name, an acronym or a number, as written (`anchors`, unfolded).
+
+    >>> text = "En 2025, Kimi K2 de Moonshot AI."
+    >>> [text[s:e] for s, e in anchor_spans(text)]
+    ['2025', 'Kimi', 'K2', 'Moonshot', 'AI']
+    """
+    return [m.span() for m in _ANCHOR.finditer(text)]
+
+
+_NUMBER = re.compile(r"\d+(?:[\s\u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+# A number with a multiplier word or suffix: "100k", "100 thousand", "1,5 million", "2 milliards".
+_SCALED = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(k|thousand|mille|millions?|milliards?|billions?|bn)(?!\w)",
+                     re.IGNORECASE)
+_SCALE = {"k": 10**3, "thousand": 10**3, "mille": 10**3, "million": 10**6, "millions": 10**6,
+          "milliard": 10**9, "milliards": 10**9, "billion": 10**9, "billions": 10**9, "bn": 10**9}
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree, and
+    multipliers applied, so "100k", "100 thousand" and "1,5 million" agree with their digits.
+
+    >>> sorted(numbers("100 000 modèles, 100,000 models, le 14e plan, 2,5 %"))
+    ['100000', '14', '25']
+    >>> sorted(numbers("100k models, 100 thousand, 1.5 million, 2 milliards"))
+    ['100000', '1500000', '2000000000']
+    """
+    found = set()
+
+    def scaled(match: re.Match) -> str:
+        found.add(str(round(float(match.group(1).replace(",", ".")) * _SCALE[match.group(2).lower()])))
+        return " "
+
+    for match in _NUMBER.finditer(_SCALED.sub(scaled, text)):
+        found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
+    return found
+
+
+_ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"
+_FIGURE = re.compile(rf"(?<![^\W\d_])(?:\d{{1,3}}(?:[\s\u00a0\u202f.,]\d{{3}})+(?!\d)|\d+(?:[.,]\d+)?){_ORDINAL}")
+_VERSION = re.compile(r"[A-Z][\w-]*\s$")
+
+
+def figure_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` states a figure: standalone numbers as written ("100 000", "14e", "2,5"), not
+    the digits of names such as "R1" or "K2", nor a version of one or two digits after a name
+    ("Qwen 3").
+
+    >>> text = "DeepSeek R1 : 100 000 modèles, Qwen 3, 14e plan."
+    >>> [text[s:e] for s, e in figure_spans(text)]
+    ['100 000', '14e']
+    """
+    spans = []
+    for m in _FIGURE.finditer(text):
+        if len(re.sub(r"\D", "", m.group(0))) <= 2 and _VERSION.search(text[max(0, m.start() - 30):m.start()]):
+            continue
+        spans.append(m.span())
+    return spans
+
+
+def figures(text: str) -> set[str]:
+    """The digits of each figure of `text` (`figure_spans`), separators and suffixes removed.
+
+    >>> sorted(figures("DeepSeek R1 et Kimi K2 : 100 000 modèles en juillet 2025, Qwen 3, 14e plan."))
+    ['100000', '14', '2025']
+    """
+    return {re.sub(r"\D", "", text[s:e]) for s, e in figure_spans(text)}
