@@ -22,13 +22,14 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa import library, ui
-from qa.documents import MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, read_upload
+from qa.documents import UPLOAD_SUFFIXES, read_upload
 from qa.errors import CorpusError, InputError, QAError
 from qa.index import Index
 from qa.language import detect_language
@@ -51,6 +52,7 @@ EXAMPLES = [
     "Quel salaire exact DeepSeek propose-t-il ?",
 ]
 HistoryItem = dict[str, Any]
+clock = time.monotonic  # when questions are asked, against Settings.questions_per_minute
 
 CSS = """
 #qa-chat .qa-abstention { border-left: 4px solid #d97706; background: #fffbeb; color: #78350f;
@@ -150,6 +152,7 @@ def chat(engine: Engine, message: str, history: list[HistoryItem] | None, sessio
         if not (message or "").strip():
             raise InputError("Écrivez une question. / Type a question.")
         asked = validate_question(message, settings.max_question_chars)
+        session = ui.check_rate(session, clock(), settings.questions_per_minute)
         settings = settings.with_(top_k=int(top_k) if top_k else None,
                                   max_new_tokens=int(max_new_tokens) if max_new_tokens else None,
                                   answer_style=answer_style or None)
@@ -216,11 +219,15 @@ def upload(engine: Engine, files: Any, session: ui.Session | None,
         base = engine.base()
         if not paths:
             return session, documents_panel(engine, session), None
+        limit = engine.settings.max_uploads
+        if not engine.shared_library and len(session.documents) + len(paths) > limit:
+            raise CorpusError(f"you may add {limit} documents in a session and have "
+                              f"{len(session.documents)}: remove some first")
         docs = []
         for i, path in enumerate(paths):
             if progress is not None:
                 progress(i / len(paths), desc=f"Reading {path.name}")
-            docs.append(read_upload(path))
+            docs.append(read_upload(path, max_bytes=engine.settings.max_upload_bytes))
         if engine.shared_library:
             change = None
 
@@ -232,7 +239,8 @@ def upload(engine: Engine, files: Any, session: ui.Session | None,
             engine.change_library(adding)
             new, added, skipped = session, list(change.added), list(change.skipped)
         else:
-            new, added, skipped = ui.add_documents(session, base, docs, progress)
+            new, added, skipped = ui.add_documents(session, base, docs, progress,
+                                                   max_chars=engine.settings.max_session_chars)
     except QAError as error:
         raise user_error(f"{error}. Nothing was added: your documents are as they were.") from None
     except Exception as error:
@@ -388,8 +396,8 @@ def build_demo(engine: Engine) -> gr.Blocks:
                 with gr.Accordion("Vos documents · Your documents", open=False):
                     gr.Markdown(
                         f"Ajoutez vos fichiers ({', '.join(UPLOAD_SUFFIXES)} ; "
-                        f"{MAX_UPLOAD_BYTES // 2**20} Mo max chacun). · Add your files (up to "
-                        f"{MAX_UPLOAD_BYTES // 2**20} MB each). "
+                        f"{settings.max_upload_bytes // 2**20} Mo max chacun). · Add your files (up to "
+                        f"{settings.max_upload_bytes // 2**20} MB each). "
                         + ("Ils rejoignent la bibliothèque partagée de ce serveur. · They join this "
                            "server's shared library." if engine.shared_library else
                            "Ils deviennent des sources pour vous seul. · They become sources for "
@@ -517,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = build_demo(engine)
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=MAX_UPLOAD_BYTES, css=CSS, show_error=False)
+                max_file_size=engine.settings.max_upload_bytes, css=CSS, show_error=False)
     return 0
 
 

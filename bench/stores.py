@@ -31,7 +31,8 @@ from qa.index import Index, Manifest, vector_store
 from qa.library import index_sources
 from qa.loading import BUNDLED
 from qa.pgstore import PostgresStore
-from qa.retrieval import Retriever, fold
+from qa.retrieval import Retriever
+from qa.text import fold
 from qa.settings import Settings
 from qa.types import Chunk
 

@@ -20,14 +20,17 @@ def chunk_document(doc: Document, chunk_size: int = 600, chunk_overlap: int = 15
     Each passage after the first repeats the trailing sentences of the previous one, up to
     `chunk_overlap` characters, so a fact that straddles a boundary is whole in one passage.
     A passage prefers to end at a paragraph break once it is half full. A single sentence
-    longer than `chunk_size` becomes a passage of its own. `doc.text[c.start:c.end] == c.text`.
+    longer than `chunk_size` is cut into pieces of at most `chunk_size` (at a space where there
+    is one), so no passage is longer: a 1 MB line is no 1 MB passage in a prompt.
+    `doc.text[c.start:c.end] == c.text`.
 
     >>> from qa.types import Document
     >>> doc = Document("d", "d.txt", "Un. Deux. Trois.", "fr")
     >>> [c.text for c in chunk_document(doc, chunk_size=100, chunk_overlap=0)]
     ['Un. Deux. Trois.']
     """
-    sentences = split_sentences(doc.text, doc.language)
+    sentences = [piece for span in split_sentences(doc.text, doc.language)
+                 for piece in _pieces(doc.text, span, chunk_size)]
     chunks: list[Chunk] = []
     i = 0
     while i < len(sentences):
@@ -50,6 +53,29 @@ def chunk_document(doc: Document, chunk_size: int = 600, chunk_overlap: int = 15
             k -= 1
         i = k
     return chunks
+
+
+def _pieces(text: str, span: tuple[int, int], size: int) -> list[tuple[int, int]]:
+    """`span` cut into spans of at most `size` characters, each ending after a space in its
+    second half when there is one, trimmed of whitespace.
+
+    >>> text = "aaaa bbbb cccc"
+    >>> [text[s:e] for s, e in _pieces(text, (0, 14), 10)]
+    ['aaaa bbbb', 'cccc']
+    """
+    start, end = span
+    out: list[tuple[int, int]] = []
+    while end - start > size:
+        cut = text.rfind(" ", start + size // 2, start + size)
+        cut = cut if cut > start else start + size
+        piece = text[start:cut].rstrip()
+        out.append((start, start + len(piece)))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end:
+        out.append((start, end))
+    return out
 
 
 def _where(doc: Document, start: int, end: int) -> dict:

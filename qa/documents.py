@@ -15,6 +15,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
 from qa.errors import CorpusError
@@ -27,6 +28,11 @@ MAX_PAGES = 2000  # a PDF past this is refused: reading it would take many minut
 MAX_OCR_PAGES = 300  # scanned pages read by OCR in one file (a few seconds each)
 OCR_LANGUAGES = "fra+eng"
 OCR_DPI = 200
+# A .docx/.odt/.epub is a zip; its parsers read whole members into memory. The sizes its directory
+# declares bound what reading it can inflate to (CPython's zipfile stops at the declared size):
+# a 300 KB zip bomb declaring 1 GB is refused before parsing (docs/reliability.md).
+MAX_UNZIPPED_BYTES = 100 * 1024 * 1024
+MAX_ZIP_MEMBERS = 10_000
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
 
@@ -72,13 +78,17 @@ def safe_filename(name: str, max_chars: int = 80) -> str:
     'passwd'
     >>> safe_filename("C:\\\\Users\\\\me\\\\Rapport d’étape <v2>.PDF")
     'Rapport d_étape _v2_.PDF'
-    >>> safe_filename("..."), safe_filename("")
-    ('document', 'document')
+    >>> safe_filename("..."), safe_filename(""), safe_filename("....txt")
+    ('document', 'document', 'document.txt')
     """
     name = unicodedata.normalize("NFC", str(name))
     name = re.split(r"[\\/]", name)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    name = _UNSAFE.sub("_", name).strip()
+    stripped = name.lstrip(".").strip()
+    if stripped and "." not in stripped and stripped != name:  # "....txt": keep the type
+        stripped = "document." + stripped
+    name = stripped
     if len(name) > max_chars:
         stem, dot, suffix = name.rpartition(".")
         name = (stem[: max_chars - len(suffix) - 1] + dot + suffix) if dot and len(suffix) <= 10 \
@@ -126,6 +136,7 @@ def read_upload(path: str | Path, name: str | None = None,
         text, sections = epub_sections(raw, display)
     else:
         text = plain_text(raw, display)
+    text = text.replace("\x00", "")  # a binary file under a markup type's name gives NULs
     if not text.strip():
         raise CorpusError(f"{display} has no text to index")
     return make_document(display, text, pages, sections)
@@ -165,7 +176,7 @@ def pdf_pages(raw: bytes, display: str, on_page: Callable[[int, int], None] | No
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     if not raw.lstrip()[:5] == b"%PDF-":
         raise CorpusError(f"{display} is not a PDF file (it does not start with %PDF-)")
@@ -183,6 +194,9 @@ def pdf_pages(raw: bytes, display: str, on_page: Callable[[int, int], None] | No
                 on_page(number, len(reader.pages))
     except CorpusError:
         raise
+    except DependencyError:  # AES encryption, even with an empty password, needs `cryptography`
+        raise CorpusError(f"{display} is encrypted (AES), which needs the cryptography package: "
+                          "pip install cryptography, or upload an unprotected copy") from None
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError,
             AttributeError, IndexError) as error:
         raise CorpusError(f"{display} is not a readable PDF ({type(error).__name__})") from None
@@ -257,26 +271,24 @@ _HEADING_MARK = "\x1eqa-heading\x1e"
 def html_sections(raw: bytes | str) -> tuple[str, tuple[tuple[int, str], ...]]:
     """The visible text of a page (as `html_text`) and its headings (h1–h6) as sections.
 
+    Read in one pass by the standard library's event parser, without building a tree: time and
+    memory stay linear in the file however deeply its tags nest (a tree walked by BeautifulSoup
+    took quadratic time: 7 s for 8,000 nested `<div>`s, docs/reliability.md).
+
     >>> html_sections("<p>Intro</p><h2>Qui est <i>concerné</i> ?</h2><ul><li>Les parents</li></ul>")
     ('Intro\\nQui est concerné ?\\nLes parents', ((6, 'Qui est concerné ?'),))
     """
-    from bs4 import BeautifulSoup
+    if isinstance(raw, bytes):
+        from bs4.dammit import UnicodeDammit  # the page's declared or sniffed encoding
 
-    soup = BeautifulSoup(raw, "html.parser")
-    for tag in soup(_BLOCK_TAGS):
-        tag.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    headings = ("h1", "h2", "h3", "h4", "h5", "h6")
-    blocks = ("p", "div", "li", *headings, "tr", "section",
-              "article", "blockquote", "pre", "dt", "dd", "td", "th", "caption", "figcaption")
-    for tag in soup.find_all(blocks):
-        tag.insert_before("\n" + (_HEADING_MARK if tag.name in headings else ""))
-        tag.insert_after("\n")
+        raw = UnicodeDammit(raw, is_html=True).unicode_markup or ""
+    reader = _VisibleText()
+    reader.feed(raw)
+    reader.close()
     lines: list[str] = []
     sections: list[tuple[int, str]] = []
     offset = 0
-    for line in soup.get_text().split("\n"):
+    for line in "".join(reader.pieces).split("\n"):
         is_heading = _HEADING_MARK in line
         line = " ".join(line.replace(_HEADING_MARK, " ").split())
         if not line:
@@ -286,6 +298,69 @@ def html_sections(raw: bytes | str) -> tuple[str, tuple[tuple[int, str], ...]]:
         lines.append(line)
         offset += len(line) + 1
     return "\n".join(lines), tuple(sections)
+
+
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_BLOCKS = frozenset(("p", "div", "li", *_HEADINGS, "tr", "section", "article", "blockquote", "pre",
+                     "dt", "dd", "td", "th", "caption", "figcaption"))
+
+
+class _VisibleText(HTMLParser):
+    """Text pieces of a page: a line break around each block, a mark before each heading,
+    nothing from inside `_BLOCK_TAGS` (scripts, styles, the head...)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self.hidden: dict[str, int] = {}  # open hidden tags, by name
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag == "body":  # a head never closed ends here
+            self.hidden.pop("head", None)
+        if tag in _BLOCK_TAGS:
+            self.hidden[tag] = self.hidden.get(tag, 0) + 1
+        elif tag == "br":
+            self.pieces.append("\n")
+        elif tag in _BLOCKS:
+            self.pieces.append("\n" + (_HEADING_MARK if tag in _HEADINGS else ""))
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        if tag == "br":
+            self.pieces.append("\n")
+        elif tag in _BLOCKS and tag not in _BLOCK_TAGS:
+            self.pieces.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.hidden:
+            self.hidden[tag] -= 1
+            if not self.hidden[tag]:
+                del self.hidden[tag]
+        elif tag in _BLOCKS:
+            self.pieces.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.pieces.append(data)
+
+
+def check_zip(raw: bytes, display: str, kind: str) -> None:
+    """Refuse a zip-based file whose members would inflate past MAX_UNZIPPED_BYTES (or are more
+    than MAX_ZIP_MEMBERS), from its directory alone, before any parser reads it."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as error:
+        raise CorpusError(f"{display} is not a readable {kind} file ({type(error).__name__})") from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise CorpusError(f"{display} holds {len(members):,} files inside; the limit is "
+                          f"{MAX_ZIP_MEMBERS:,} for a {kind} file")
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNZIPPED_BYTES:
+        raise CorpusError(f"{display} would unpack to {total / 1e6:,.0f} MB; the limit is "
+                          f"{MAX_UNZIPPED_BYTES / 1e6:.0f} MB (a zip bomb?)")
 
 
 def docx_text(raw: bytes, display: str) -> str:
@@ -302,6 +377,7 @@ def docx_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str],
 
     if not raw.startswith(b"PK"):
         raise CorpusError(f"{display} is not a .docx file (an old .doc? save it as .docx)")
+    check_zip(raw, display, ".docx")
     try:
         document = open_docx(io.BytesIO(raw))
         paragraphs = [(p.text.strip(), _is_heading_style(p.style.name if p.style else ""))
@@ -333,6 +409,7 @@ def odt_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str], 
 
     if not raw.startswith(b"PK"):
         raise CorpusError(f"{display} is not an .odt file")
+    check_zip(raw, display, ".odt")
     try:
         from odf import teletype
         from odf.namespaces import TEXTNS
@@ -360,6 +437,7 @@ def epub_sections(raw: bytes, display: str) -> tuple[str, tuple[tuple[int, str],
 
     if not raw.startswith(b"PK"):
         raise CorpusError(f"{display} is not an .epub file")
+    check_zip(raw, display, ".epub")
     try:
         import ebooklib
         from ebooklib import epub

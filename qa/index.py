@@ -25,7 +25,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -273,12 +273,16 @@ def save_index(index: Index, index_dir: Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if (index_dir / POINTER).is_dir():  # a damaged library: the switch below can't replace it
+        shutil.rmtree(index_dir / POINTER)
     pointer_tmp = index_dir / f".{POINTER}.{name}"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, index_dir / POINTER)  # the switch: atomic
-    for old in builds.iterdir():
+    for old in builds.iterdir():  # older builds, and `.partial` ones a killed save left
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
+    for stale in index_dir.glob(f".{POINTER}.*"):  # pointers a save killed before its switch left
+        stale.unlink(missing_ok=True)
     return builds / name
 
 
@@ -288,8 +292,10 @@ def current_build(index_dir: Path) -> Path:
         name = (index_dir / POINTER).read_text().strip()
     except FileNotFoundError:
         raise IndexNotFoundError(f"no index in {index_dir}/: run `qa index` first") from None
-    except OSError as error:
-        raise IndexCorruptError(f"index pointer {index_dir / POINTER} can't be read: {error.strerror}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise IndexCorruptError(f"index pointer {index_dir / POINTER} can't be read ({reason}): "
+                                "rebuild it with `qa index`") from None
     build = index_dir / "builds" / name
     if not name or "/" in name or not build.is_dir():
         raise IndexCorruptError(f"index in {index_dir}/ points at a missing build {name!r}: "
@@ -319,10 +325,12 @@ def read_manifest(index_dir: Path) -> Manifest:
     build = current_build(index_dir)
     try:
         raw = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        if not isinstance(raw.get("sources"), list) or not isinstance(raw.get("documents", []), list):
+            raise TypeError("sources and documents must be lists")
         raw["sources"] = tuple(raw["sources"])
-        raw["documents"] = tuple(Entry(**entry) for entry in raw.get("documents", ()))
-        return Manifest(**raw)
-    except (OSError, ValueError, TypeError, KeyError) as error:
+        raw["documents"] = tuple(_typed(Entry, entry) for entry in raw.get("documents", ()))
+        return _typed(Manifest, raw)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise IndexCorruptError(f"index manifest in {build} is unreadable ({type(error).__name__}): "
                                 "rebuild it with `qa index`") from None
 
@@ -340,14 +348,14 @@ def load_index(index_dir: Path) -> Index:
     try:
         with open(build / "chunks.jsonl", encoding="utf-8") as f:
             chunks = tuple(_chunk(json.loads(line)) for line in f if line.strip())
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, AttributeError) as error:
         raise IndexCorruptError(f"index passages in {build} are unreadable ({type(error).__name__}): {fix}") from None
     try:
         with open(build / "documents.jsonl", encoding="utf-8") as f:
             documents = tuple(_document(json.loads(line)) for line in f if line.strip())
     except FileNotFoundError:
         documents = ()  # an index of passages only (a public set's contexts)
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, AttributeError) as error:
         raise IndexCorruptError(f"index documents in {build} are unreadable ({type(error).__name__}): {fix}") from None
     if {d.doc_id for d in documents} != {e.doc_id for e in manifest.documents}:
         raise IndexCorruptError(f"index in {build} lists other documents than it holds: {fix}")
@@ -362,10 +370,25 @@ def load_index(index_dir: Path) -> Index:
 def _chunk(raw: dict) -> Chunk:
     raw["page_starts"] = tuple(raw.get("page_starts", ()))
     raw["headings"] = tuple(tuple(h) for h in raw.get("headings", ()))
-    return Chunk(**raw)
+    return _typed(Chunk, raw)
 
 
 def _document(raw: dict) -> Document:
     raw["pages"] = tuple(raw.get("pages", ()))
     raw["sections"] = tuple(tuple(s) for s in raw.get("sections", ()))
-    return Document(**raw)
+    return _typed(Document, raw)
+
+
+_SIMPLE = {"str": str, "int": int, "Language": str}
+
+
+def _typed(cls, raw: dict):
+    """`cls(**raw)` from a saved file, its plain fields (str, int) checked: a damaged file raises
+    TypeError here, where it is reported, not later in whatever reads the field."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"{cls.__name__}: a JSON object was expected")
+    for f in fields(cls):
+        want = _SIMPLE.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        if want and f.name in raw and (not isinstance(raw[f.name], want) or isinstance(raw[f.name], bool)):
+            raise TypeError(f"{cls.__name__}.{f.name} must be {want.__name__}, got {raw[f.name]!r:.40}")
+    return cls(**raw)

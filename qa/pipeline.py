@@ -198,10 +198,20 @@ def kept_names(source: str, translation: str) -> bool:
     return all(any(h.startswith(w[:min(5, len(w) - 1)]) for h in have) for w in wanted)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def validate_question(question: str, max_chars: int) -> str:
+    """The question with its whitespace collapsed and lone surrogates (bytes that were not
+    UTF-8 in a command line, `\\ud800` escapes in the page's JSON) replaced by U+FFFD, which
+    nothing downstream can encode; refused when empty or longer than `max_chars`.
+
+    >>> validate_question("  Qwen \\udce9 ?", 100)
+    'Qwen \\ufffd ?'
+    """
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty: ask something, e.g. qa ask \"Qu'est-ce que Qwen ?\"")
-    question = " ".join(question.split())
+    question = _SURROGATE.sub("\ufffd", " ".join(question.split()))
     if len(question) > max_chars:
         raise InputError(f"the question is {len(question)} characters long; the limit is {max_chars}")
     return question
@@ -297,14 +307,34 @@ class TranslationMemory:
             return
         self._entries = {**self._on_disk(), **self._entries}
         self._unsaved = 0
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
             partial.write_text(json.dumps(self._entries, ensure_ascii=False), encoding="utf-8")
             os.replace(partial, self.path)
             self._seen = self._stamp()
+            self._remove_stale_partials()
         except OSError as error:
+            partial.unlink(missing_ok=True)
             log.warning("translation memory %s can't be written (%s): kept in memory only", self.path, error)
+
+
+    def _remove_stale_partials(self) -> None:
+        """Delete the `<name>.<pid>.tmp` files of writers that were killed (their pid is gone)."""
+        for stale in self.path.parent.glob(f"{self.path.stem}.*.tmp"):
+            pid = stale.suffixes[-2].lstrip(".") if len(stale.suffixes) >= 2 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,17 @@ class Settings:
     engine: str = "llama.cpp"
     max_question_chars: int = 1000
     threads: int = max(1, os.cpu_count() or 1)
+    # What one web visitor may use (docs/reliability.md): bytes per uploaded file, documents
+    # uploaded in a session, characters of text they hold (about 3,500 passages: embedding them
+    # takes minutes on 2 cores), and questions per minute.
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_uploads: int = 20
+    max_session_chars: int = 2_000_000
+    questions_per_minute: int = 12
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "chunk_size", "max_new_tokens", "max_question_chars", "threads"):
+        for name in ("top_k", "chunk_size", "max_new_tokens", "max_question_chars", "threads",
+                     "max_upload_bytes", "max_uploads", "max_session_chars", "questions_per_minute"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {value!r}")

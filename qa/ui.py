@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from qa import library
 from qa.citations import location
-from qa.errors import CorpusError
+from qa.errors import CorpusError, InputError
 from qa.index import Entry, Index
 from qa.language import detect_language
 from qa.loading import Source
@@ -202,18 +202,20 @@ class Session:
     pipeline: Pipeline | None = None
     documents: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
-    chars: int = 0  # characters of text uploaded, against MAX_SESSION_CHARS
+    chars: int = 0  # characters of text uploaded, against Settings.max_session_chars
+    asked_at: tuple[float, ...] = ()  # monotonic times of the questions of the last minute
 
     @property
     def previous(self) -> str | None:
         return self.questions[-1] if self.questions else None
 
 
-MAX_SESSION_CHARS = 2_000_000  # about 3,500 passages: embedding them takes minutes on 2 cores
+MAX_SESSION_CHARS = 2_000_000  # the default of Settings.max_session_chars
 
 
 def add_documents(session: Session, base: Pipeline, docs: Sequence[Document],
-                  progress: Progress | None = None) -> tuple[Session, list[str], list[str]]:
+                  progress: Progress | None = None, max_chars: int = MAX_SESSION_CHARS,
+                  ) -> tuple[Session, list[str], list[str]]:
     """A new session whose index also holds `docs` (in memory, for this visitor); returns it,
     the names added and the names skipped because the same text is already there. `session`
     is left as it was."""
@@ -221,10 +223,10 @@ def add_documents(session: Session, base: Pipeline, docs: Sequence[Document],
     known = {e.doc_id for e in current.index.manifest.documents}
     fresh = [d for d in docs if d.doc_id not in known]
     chars = session.chars + sum(len(d.text) for d in fresh)
-    if chars > MAX_SESSION_CHARS:
+    if chars > max_chars:
         raise CorpusError(
             f"these documents would bring this session to {chars:,} characters of text; the limit "
-            f"is {MAX_SESSION_CHARS:,}: remove your documents or upload shorter ones"
+            f"is {max_chars:,}: remove your documents or upload shorter ones"
         )
     change = add_to_index(current.index, docs, current.embedder, progress)
     if not change.added:
@@ -249,6 +251,26 @@ def add_to_index(index: Index, docs: Sequence[Document], embedder,
     if progress is not None and change.added:
         progress(1.0, desc="Indexing words")
     return change
+
+
+def check_rate(session: Session, now: float, per_minute: int) -> Session:
+    """`session` with a question asked at `now` (monotonic seconds) recorded, or an InputError
+    when it already asked `per_minute` questions in the last 60 s.
+
+    >>> s = check_rate(check_rate(Session(), 0.0, 2), 1.0, 2)
+    >>> check_rate(s, 30.0, 2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qa.errors.InputError: Trop de questions ... / Too many questions: at most 2 a minute; try again in 30 s
+    >>> check_rate(s, 60.5, 2).asked_at  # the first question is a minute old
+    (1.0, 60.5)
+    """
+    recent = tuple(t for t in session.asked_at if now - t < 60)
+    if len(recent) >= per_minute:
+        wait = max(1, round(60 - (now - recent[0])))
+        raise InputError(f"Trop de questions : {per_minute} par minute au plus, réessayez dans {wait} s. / "
+                         f"Too many questions: at most {per_minute} a minute; try again in {wait} s")
+    return replace(session, asked_at=recent + (now,))
 
 
 # ---------------------------------------------------------------------------------------------

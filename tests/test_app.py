@@ -376,19 +376,58 @@ def test_no_files_is_no_change(settings):
     assert session.documents == () and "strategie-ia-open-source-chine.txt" in documents
 
 
-def test_too_much_text_in_one_session_is_refused(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(ui, "MAX_SESSION_CHARS", 100)
+def test_too_much_text_in_one_session_is_refused(settings, tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("Zorglub. " * 20, encoding="utf-8")
     with pytest.raises(gr.Error, match="the limit is 100"):
-        app.upload(make_engine(settings), [str(big)], None)
+        app.upload(make_engine(settings.with_(max_session_chars=100)), [str(big)], None)
+
+
+def test_a_visitor_may_upload_so_many_files_of_so_many_bytes(settings, tmp_path):
+    files = []
+    for n in range(3):
+        files.append(tmp_path / f"n{n}.txt")
+        files[-1].write_text(f"Note {n} sur Zorglub. " * 3, encoding="utf-8")
+    engine = make_engine(settings.with_(max_uploads=2, max_upload_bytes=100))
+    session, _, _ = app.upload(engine, [str(files[0])], None)
+    with pytest.raises(gr.Error, match="you may add 2 documents in a session and have 1: remove some first"):
+        app.upload(engine, [str(files[1]), str(files[2])], session)
+    session, _, _ = app.upload(engine, [str(files[1])], session)
+    assert session.documents == ("n0.txt", "n1.txt")
+    big = tmp_path / "big.txt"
+    big.write_text("Zorglub. " * 20, encoding="utf-8")
+    with pytest.raises(gr.Error, match=r"big.txt is 0.0 MB; the limit is 0 MB per file"):
+        app.upload(make_engine(settings.with_(max_upload_bytes=100)), [str(big)], None)
+
+
+def test_a_visitor_asking_too_fast_is_told_when_to_try_again(settings, monkeypatch):
+    clock = iter([100.0, 101.0, 102.0, 161.5, 0.0])
+    monkeypatch.setattr(app, "clock", lambda: next(clock))
+    engine = make_engine(settings.with_(questions_per_minute=2), QWEN_REPLY, QWEN_REPLY, QWEN_REPLY)
+    session = ask(engine, QWEN)[-1][2]
+    session = ask(engine, QWEN, session=session)[-1][2]
+    with pytest.raises(gr.Error, match="Too many questions: at most 2 a minute; try again in 58 s"):
+        ask(engine, QWEN, session=session)
+    assert ask(engine, QWEN, session=session)[-1][0][-1]["content"]  # a minute later
+    other = ask(make_engine(settings.with_(questions_per_minute=2), QWEN_REPLY), QWEN)  # another visitor
+    assert other[-1][0][-1]["content"]
+
+
+def test_the_visitor_limits_come_from_the_environment():
+    from qa.settings import Settings
+
+    s = Settings.from_env(env={"QA_MAX_UPLOADS": "3", "QA_QUESTIONS_PER_MINUTE": "5",
+                               "QA_MAX_UPLOAD_BYTES": "1000", "QA_MAX_SESSION_CHARS": "500"})
+    assert (s.max_uploads, s.questions_per_minute, s.max_upload_bytes, s.max_session_chars) == (3, 5, 1000, 500)
+    with pytest.raises(Exception, match="questions_per_minute must be a positive integer, got 0"):
+        Settings.from_env(env={"QA_QUESTIONS_PER_MINUTE": "0"})
 
 
 @pytest.mark.parametrize("given,expected", [
     ("../../etc/passwd", "passwd"),
     ("..\\..\\Windows\\win.ini", "win.ini"),
     ("/abs/path/rapport.pdf", "rapport.pdf"),
-    ("....txt", "txt"),
+    ("....txt", "document.txt"),
     (".hidden.md", "hidden.md"),
     ("a\x00b\x1b[31m;.txt", "ab[31m_.txt"),
     ("<script>.html", "_script_.html"),

@@ -49,8 +49,18 @@ def test_chunk_ids_are_deterministic_and_unique():
     assert all(cid.startswith(doc.doc_id) for cid in first)
 
 
-def test_a_sentence_longer_than_the_chunk_size_stands_alone():
+def test_a_sentence_longer_than_the_chunk_size_is_cut_at_spaces_into_bounded_passages():
     long = "Mot " * 80 + "fin."
     doc = make_document("l.txt", f"Court. {long} Après.")
     chunks = chunk_document(doc, 100, 0)
-    assert any(c.text == long.strip() for c in chunks)
+    assert all(len(c.text) <= 100 for c in chunks)
+    assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+    pieces = [c.text for c in chunks if "Mot" in c.text or "fin." in c.text]
+    assert " ".join(pieces).replace("Court. ", "").replace(" Après.", "") == long.strip()
+
+
+def test_one_enormous_line_without_spaces_gives_passages_of_at_most_the_chunk_size():
+    doc = make_document("l.txt", "a" * 10_000)
+    chunks = chunk_document(doc, 600, 150)
+    assert len(chunks) == 17 and max(len(c.text) for c in chunks) == 600
+    assert "".join(c.text for c in chunks) == doc.text
