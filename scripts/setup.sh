@@ -14,7 +14,8 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 .venv/bin/python -m pip install --quiet torch==2.13.0
 # llama.cpp compiled for this CPU (once per machine, cached): the packaged models' fast engine.
 bash scripts/build_llama_cpp.sh
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# the scaleout extra: llama.cpp's OpenAI-compatible server, which the scaleout tests start
+.venv/bin/python -m pip install --quiet -e ".[dev,scaleout]"
 .venv/bin/qa models prepare
 # Translate the bundled article's sentences once (about 2 minutes), so English questions about
 # it are answered from the translation memory instead of waiting for the model.
