@@ -48,7 +48,7 @@ def start_server(gguf, threads: int, log_path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-               "--n_ctx", "4096", "--verbose", "False"]
+               "--n_ctx", "4096", "--logits_all", "False", "--verbose", "False"]
     log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it until the session ends)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
