@@ -32,8 +32,8 @@ from qa.library import index_sources
 from qa.loading import BUNDLED
 from qa.pgstore import PostgresStore
 from qa.retrieval import Retriever
-from qa.text import fold
 from qa.settings import Settings
+from qa.text import fold
 from qa.types import Chunk
 
 ROOT = Path(__file__).resolve().parents[1]

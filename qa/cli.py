@@ -28,7 +28,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 LLM_HELP = (f"generator: {DEFAULT_LLM} (default) or the other packaged model (qwen2.5-coder-0.5b, "
-            "qwen2.5-coder-1.5b), a .gguf file, a transformers folder or a hub id")
+            "qwen2.5-coder-1.5b), a .gguf file, a transformers folder, a hub id, or an OpenAI-compatible "
+            "server: openai:<model>@<base-url>")
 ENGINE_HELP = "how packaged models run: llama.cpp (default, fast) or transformers (reference)"
 STYLE_HELP = ("direct (default): the model's own short answer, checked, the best evidence shown first; "
               "extractive: quote or translate the best evidence sentences; "

@@ -1,12 +1,15 @@
 """Text generators behind one Protocol: llama.cpp over a GGUF file (the packaged models' fast
-path), or a transformers causal LM by folder or hub id (the reference path)."""
+path), a transformers causal LM by folder or hub id (the reference path), or an OpenAI-compatible
+server (`openai:<model>@<base-url>`: llama.cpp's server, vLLM, Ollama) for scaling out."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +19,9 @@ from qa.settings import DEFAULT_LLM, ENGINES
 
 log = logging.getLogger(__name__)
 Message = dict[str, str]
+# Where a reply ends, for every engine: a blank line (the prompts ask for one short paragraph) or
+# the chat template's end-of-turn tokens, in case a server doesn't stop on them by itself.
+STOP = ["\n\n", "<|im_end|>", "<|endoftext|>"]
 
 
 @runtime_checkable
@@ -216,8 +222,7 @@ class LlamaCppGenerator:
             pieces: list[str] = []
             try:
                 for chunk in self._llm.create_completion(tokens, max_tokens=max_new_tokens, temperature=0.0,
-                                                         top_k=1, repeat_penalty=1.0, stream=True,
-                                                         stop=["\n\n", "<|im_end|>", "<|endoftext|>"]):
+                                                         top_k=1, repeat_penalty=1.0, stream=True, stop=STOP):
                     piece = chunk["choices"][0]["text"]
                     first = first or time.perf_counter()
                     if piece:
@@ -234,13 +239,194 @@ class LlamaCppGenerator:
                          "decode_s": done - (first or done)}
 
 
+_SERVER_SPEC = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$", re.IGNORECASE)
+SERVER_EXAMPLE = "openai:qwen@http://127.0.0.1:8080/v1"
+# Greedy decoding as LlamaCppGenerator does it. `top_k` and `repeat_penalty` are llama.cpp's
+# sampling fields (other servers ignore them): llama-cpp-python's server penalises repeats by 1.1
+# by default, even at temperature 0, which changed its answers from the in-process engine's.
+GREEDY = {"temperature": 0.0, "extra_body": {"top_k": 1, "repeat_penalty": 1.0}}
+# Answers a busy or restarting server gives before it can take the request: retried like a refused connection.
+RETRY_STATUS = (429, 502, 503, 504)
+
+
+def server_spec(name: str) -> tuple[str, str] | None:
+    """(model, base URL) of a generator named `openai:<model>@<base-url>`; None for other names.
+
+    >>> server_spec("openai:qwen@http://127.0.0.1:8080/v1")
+    ('qwen', 'http://127.0.0.1:8080/v1')
+    >>> server_spec("openai:Qwen/Qwen2.5-1.5B-Instruct@https://user:pw@gpu.example/v1/")
+    ('Qwen/Qwen2.5-1.5B-Instruct', 'https://user:pw@gpu.example/v1')
+    >>> server_spec("qwen2.5-coder-1.5b") is None
+    True
+    """
+    key = name.strip()
+    if not key.lower().startswith("openai:"):
+        return None
+    match = _SERVER_SPEC.match(key)
+    if match is None:
+        raise ModelError(f"{key!r} is not a server generator: write openai:<model>@<base-url>, e.g. {SERVER_EXAMPLE}")
+    return match["model"], match["url"].rstrip("/")
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def without_echo(pieces: Iterable[str], prefix: str) -> Iterator[str]:
+    """`pieces` of a reply that should have continued `prefix`, with the reply's own repetition of
+    `prefix` dropped: a chat API can't be handed the start of the assistant's reply, so the model,
+    shown the prefix in the prompt's worked example, writes it itself. A reply that doesn't start
+    with it is passed on after a space, as a continuation would be. Apostrophes may differ (’ and ').
+
+    >>> list(without_echo([" D'", "après", " les sources", ", Qwen", " [1]."], "D’après les sources,"))
+    [' Qwen', ' [1].']
+    >>> list(without_echo(["Qwen [1]."], "D’après les sources,"))
+    [' Qwen [1].']
+    """
+    wanted = prefix.replace("’", "'")
+    held = ""
+    passing = False
+    for piece in pieces:
+        if passing:
+            yield piece
+            continue
+        held += piece
+        start = held.lstrip()
+        if start.replace("’", "'").startswith(wanted):
+            passing, rest = True, start[len(prefix):]
+        elif wanted.startswith(start.replace("’", "'")):
+            continue  # may still be the prefix
+        else:
+            passing, rest = True, " " + start
+        if rest:
+            yield rest
+
+
+class OpenAIGenerator:
+    """Greedy decoding by an OpenAI-compatible server (llama.cpp's server, vLLM, Ollama), streamed
+    over its chat completions API with the `openai` client.
+
+    The server applies the model's chat template, so the prompt is the one the in-process engine
+    builds from the same messages. A request that fails before the first piece (connection
+    refused or cut, or a 429/502/503/504: a server starting or busy) is sent again up to `retries`
+    times, waiting `backoff` seconds and twice as long each time; once a piece has been yielded
+    nothing is re-sent, since the caller has shown it. Every failure is one line (`ModelError`)
+    that names the server. It can't score replies (no `Likelihoods`): see `make_generator`.
+    """
+
+    def __init__(self, model: str, base_url: str, api_key: str | None = None, connect_timeout: float = 5.0,
+                 read_timeout: float = 120.0, retries: int = 2, backoff: float = 0.5,
+                 name: str | None = None) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.name = name or f"openai:{model}@{self.base_url}"
+        self.api_key = api_key or os.environ.get("QA_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._client = None
+
+    def load(self) -> OpenAIGenerator:
+        """Make the client (no request: `warm` is the first)."""
+        if self._client is not None:
+            return self
+        try:
+            import openai
+        except ImportError:
+            raise ModelError("the openai package is missing: run `.venv/bin/pip install openai`") from None
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=self.api_key or "none",  # local servers need no key
+            timeout=openai.Timeout(self.read_timeout, connect=self.connect_timeout),
+            max_retries=0)  # retried here, and only before the first piece
+        return self
+
+    def warm(self, messages: list[Message]) -> None:
+        """Have the server read `messages` (a prompt's fixed beginning) now: servers that keep their
+        KV cache between requests (llama.cpp's, vLLM with prefix caching) then read only what
+        follows them in the first question. A server that can't be reached fails here, at load."""
+        for _ in self.stream(messages, 1):
+            pass
+
+    def stream(self, messages: list[Message], max_new_tokens: int, prefix: str = "") -> Iterator[str]:
+        self.load()
+        pieces = self._pieces(messages, max_new_tokens)
+        yield from without_echo(pieces, prefix) if prefix else pieces
+
+    def _pieces(self, messages: list[Message], max_new_tokens: int) -> Iterator[str]:
+        import openai
+
+        for attempt in range(self.retries + 1):
+            streamed = False
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=max_new_tokens, stop=STOP, stream=True,
+                    **GREEDY)
+                with response:
+                    for chunk in response:
+                        piece = chunk.choices[0].delta.content if chunk.choices else None
+                        if piece:
+                            streamed = True
+                            yield piece
+                return
+            except openai.APIStatusError as error:
+                if streamed or error.status_code not in RETRY_STATUS or attempt == self.retries:
+                    raise ModelError(f"the generation server at {self.base_url} answered {error.status_code}: "
+                                     f"{_one_line(self._reason(error))}") from error
+                reason = f"it answered {error.status_code}"
+            except openai.APIConnectionError as error:
+                cause = error.__cause__
+                connecting = not isinstance(error, openai.APITimeoutError) or type(cause).__name__ == "ConnectTimeout"
+                if streamed:
+                    raise ModelError(f"the generation server at {self.base_url} stopped mid-answer "
+                                     f"({_one_line(cause or error)}); not sent again, as part of the answer "
+                                     "was already shown") from error
+                if not connecting:
+                    raise ModelError(f"the generation server at {self.base_url} sent nothing for "
+                                     f"{self.read_timeout:g} s: it is overloaded or stuck; raise "
+                                     "QA_SERVER_READ_TIMEOUT, or check the server") from error
+                if attempt == self.retries:
+                    raise ModelError(
+                        f"cannot reach the generation server at {self.base_url} ({_one_line(cause or error, 120)}; "
+                        f"{attempt + 1} tries) — start it with `.venv/bin/python -m llama_cpp.server --model "
+                        "MODEL.gguf --port 8080`, or fix the URL in --llm/QA_LLM") from error
+                reason = _one_line(cause or error, 120)
+            except openai.OpenAIError as error:  # an error event inside the stream, a malformed reply
+                raise ModelError(f"the generation server at {self.base_url} failed: {_one_line(error)}") from error
+            wait = self.backoff * 2 ** attempt
+            log.info("generation server at %s: %s; trying again in %.1f s", self.base_url, reason, wait)
+            time.sleep(wait)
+
+    @staticmethod
+    def _reason(error) -> str:
+        """The server's own message in an error reply (OpenAI's `error.message`, FastAPI's `detail`)."""
+        body = error.body
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            if isinstance(inner, dict) and (inner.get("message") or inner.get("detail")):
+                return str(inner.get("message") or inner.get("detail"))
+            if isinstance(inner, str):
+                return inner
+        return error.message
+
+
 def make_generator(name: str, cache_dir: Path, threads: int = 2, progress: bool = True,
-                   engine: str = "llama.cpp") -> Generator:
+                   engine: str = "llama.cpp", connect_timeout: float = 5.0, read_timeout: float = 120.0,
+                   retries: int = 2) -> Generator:
     """The generator for a name: a packaged model (assembled or prepared on first use) run by
-    `engine`, a folder (transformers) or a .gguf file (llama.cpp), or a hub id (transformers)."""
+    `engine`, a folder (transformers) or a .gguf file (llama.cpp), a hub id (transformers), or
+    `openai:<model>@<base-url>`, an OpenAI-compatible server (`engine` and `threads` are the
+    server's business; the timeouts and retries are its requests').
+
+    Only the transformers generator can score replies (`Likelihoods`): with the others, the
+    extractive style's query-likelihood rerank of evidence sentences is skipped."""
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     key = name.strip()
+    server = server_spec(key)
+    if server is not None:
+        return OpenAIGenerator(*server, connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries)
     aliases = {"default": DEFAULT_LLM, **{f"{m}-instruct": m for m in PACKAGED}}
     packaged = PACKAGED.get(aliases.get(key.lower(), key.lower()))
     if packaged is not None:
@@ -259,6 +445,6 @@ def make_generator(name: str, cache_dir: Path, threads: int = 2, progress: bool 
     if "/" not in key:
         raise ModelError(
             f"unknown language model {key!r}: use {' or '.join(map(repr, PACKAGED))} (packaged), "
-            "a .gguf file, a local folder, or a hub id such as Qwen/Qwen2.5-1.5B-Instruct"
+            f"a .gguf file, a local folder, a hub id such as Qwen/Qwen2.5-1.5B-Instruct, or a server: {SERVER_EXAMPLE}"
         )
     return TransformersGenerator(key, threads=threads)

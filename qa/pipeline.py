@@ -377,7 +377,8 @@ class Pipeline:
             self.store = make_store(s)
         if self.generator is None:
             self.generator = make_generator(s.llm, s.cache_dir, threads=s.threads, engine=s.engine,
-                                            progress=self.progress)
+                                            progress=self.progress, connect_timeout=s.server_connect_timeout,
+                                            read_timeout=s.server_read_timeout, retries=s.server_retries)
         if hasattr(self.generator, "load"):
             self.generator.load()
         if self.translations is None:
@@ -389,6 +390,9 @@ class Pipeline:
             # BM25 reads foreign passages through the translations (qa.retrieval)
             self._retriever = Retriever(self.index, self.embedder, translations=self.translations)
         if not self._warm:  # lazy weights and the language detector: load now, not on the first question
+            if s.answer_style == "extractive" and not isinstance(self.generator, Likelihoods):
+                log.info("%s can't score replies: the extractive style skips its query-likelihood rerank of "
+                         "evidence sentences", getattr(self.generator, "name", "the generator"))
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")
             if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):

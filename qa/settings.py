@@ -51,6 +51,12 @@ class Settings:
     max_uploads: int = 20
     max_session_chars: int = 2_000_000
     questions_per_minute: int = 12
+    # A generation server (llm = "openai:<model>@<base-url>"): seconds to connect, seconds to wait
+    # for the next byte (the first comes after the prompt is read), and tries again after a failed
+    # connection, before the first token only.
+    server_connect_timeout: float = 5.0
+    server_read_timeout: float = 120.0
+    server_retries: int = 2
 
     def __post_init__(self) -> None:
         for name in ("top_k", "chunk_size", "max_new_tokens", "max_question_chars", "threads",
@@ -58,6 +64,13 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("server_connect_timeout", "server_read_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+        if isinstance(self.server_retries, bool) or not isinstance(self.server_retries, int) \
+                or not 0 <= self.server_retries <= 10:
+            raise SettingsError(f"server_retries must be an integer from 0 to 10, got {self.server_retries!r}")
         if self.top_k > 20:
             raise SettingsError(f"top_k must be at most 20, got {self.top_k}")
         if self.chunk_size < 100:
@@ -106,6 +119,11 @@ def _parse(name: str, raw: str, annotation: object) -> object:
             return int(raw)
         except ValueError:
             raise SettingsError(f"QA_{name.upper()} must be an integer, got {raw!r}") from None
+    if annotation in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"QA_{name.upper()} must be a number, got {raw!r}") from None
     if annotation in (Path, "Path"):
         return Path(raw).expanduser()
     return raw

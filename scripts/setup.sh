@@ -14,9 +14,9 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 .venv/bin/python -m pip install --quiet torch==2.13.0
 # llama.cpp compiled for this CPU (once per machine, cached): the packaged models' fast engine.
 bash scripts/build_llama_cpp.sh
-# scaleout: the PostgreSQL driver, and pgserver (PostgreSQL 16 with pgvector in a wheel; Debian's
-# postgresql-15 has no pgvector) that the `scaleout` tests start; as root it runs the server as a
-# `pgserver` user it creates.
+# scaleout: the PostgreSQL driver and pgserver (PostgreSQL 16 with pgvector in a wheel; Debian's
+# postgresql-15 has no pgvector; as root it runs the server as a `pgserver` user it creates), and
+# llama.cpp's OpenAI-compatible server: what the `scaleout` tests start.
 .venv/bin/python -m pip install --quiet -e ".[dev,scaleout]"
 .venv/bin/qa models prepare
 # Translate the bundled article's sentences once (about 2 minutes), so English questions about
