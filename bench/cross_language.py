@@ -29,10 +29,11 @@ from qa.chunking import chunk_documents
 from qa.embedding import make_embedder
 from qa.evaluation import RetrievalCase, retrieval_baselines
 from qa.index import build_index
-from qa.pipeline import Pipeline, TranslationMemory
+from qa.pipeline import Pipeline
 from qa.report import jsonable
 from qa.settings import Settings
 from qa.squad import SquadQuestion, SquadSet, own_passage_hit, read_squad
+from qa.translations import TranslationMemory
 from qa.types import Document
 
 PIAF = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "piaf" / "piaf-v1.0.json"

@@ -125,7 +125,6 @@ def quality(args: argparse.Namespace) -> dict:
     from qa.index import build_index
     from qa.library import build_from_sources
     from qa.loading import BUNDLED, load_documents
-    from qa.pipeline import TranslationMemory, translation_memory_path
     from qa.settings import Settings
     from qa.squad import (
         PARTS,
@@ -136,6 +135,7 @@ def quality(args: argparse.Namespace) -> dict:
         sample_questions,
         split_questions,
     )
+    from qa.translations import TranslationMemory, translation_memory_path
 
     report: dict = {"per_part": args.per_part, "seed": args.seed, "weights": [label(w) for w in WEIGHTS],
                     "embedders": {}}
@@ -409,9 +409,9 @@ def thresholds(args: argparse.Namespace) -> dict:
     from qa.language import detect_language
     from qa.library import build_from_sources
     from qa.loading import BUNDLED, load_documents
-    from qa.pipeline import TranslationMemory, translation_memory_path
     from qa.settings import Settings
     from qa.squad import open_bench_index, read_squad, sample_questions, split_questions
+    from qa.translations import TranslationMemory, translation_memory_path
 
     report: dict = {}
     for name in args.embedders:

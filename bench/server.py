@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa.models import PACKAGED, prepare_gguf  # noqa: E402
-from qa.pipeline import Pipeline, TranslationMemory  # noqa: E402
+from qa.pipeline import Pipeline  # noqa: E402
 from qa.settings import Settings  # noqa: E402
+from qa.translations import TranslationMemory  # noqa: E402
 
 WARM_UP = "Why is China pushing open-source AI?"
 QUESTIONS = {  # tests/test_scaleout_generation.py

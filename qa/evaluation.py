@@ -34,10 +34,11 @@ from qa.metrics import (
     summarize,
     unquoted,
 )
-from qa.pipeline import Pipeline, TranslationMemory, translation_memory_path
+from qa.pipeline import Pipeline
 from qa.retrieval import Retriever, Translations
 from qa.settings import Settings
 from qa.testset import LANGUAGES, TestItem, document_texts, load_testset, select
+from qa.translations import TranslationMemory, translation_memory_path
 from qa.types import Chunk, Language, Passage
 
 log = logging.getLogger(__name__)

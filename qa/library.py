@@ -78,7 +78,7 @@ def _entry(source: Source, name: str, passages: int) -> Entry:
 def new_library(sources: Sequence[Source], embedder: Embedder, *, chunk_size: int, chunk_overlap: int,
                 watched: Sequence[str] = (), files_stamp: str = "", progress: bool = False) -> Index:
     """An index holding exactly `sources`; `watched` are the paths and folders to re-read when
-    their files change (qa.pipeline.open_index)."""
+    their files change (`open_library`)."""
     sources = _distinct(sources)
     chunks = chunk_documents([s.document for s in sources], chunk_size, chunk_overlap)
     counts = _passages(chunks)

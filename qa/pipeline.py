@@ -8,21 +8,17 @@ passage supports, each with its citations, or abstains in the question's languag
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Generator as Generator_
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
 from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
+from qa.decision import OFF_TOPIC_COSINE, adds_content, answerable, expects_figure, kept_names, strong
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
     CorpusError,
@@ -36,7 +32,6 @@ from qa.language import detect_language
 from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
-    TRANSLATION_PROMPT_VERSION,
     build_messages,
     question_messages,
     sanitize,
@@ -46,7 +41,8 @@ from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
-from qa.text import anchors, figures, folded_words, numbers, sentence_spans, tokenize
+from qa.text import numbers, sentence_spans
+from qa.translations import TranslationMemory, translation_memory_path
 from qa.types import Answer, Citation, Language, Passage, Preview
 
 log = logging.getLogger(__name__)
@@ -59,13 +55,7 @@ OFF_TOPIC = {
     "fr": "Cette question sort du sujet des documents : ils n’en parlent pas.",
     "en": "This question is outside what the documents cover: they don't talk about it.",
 }
-# A question whose best sentence has a lower cosine than this (multilingual embeddings) is about
-# something else: "Tell me a joke" (0.08), the test set's ratatouille and boiling-point questions
-# (0.07), other off-topic questions tried (at most 0.14), while on-topic questions, answerable or
-# not, score 0.24 and more; 1% of the PIAF and XQuAD samples' answerable questions score below.
-# Calibrated for the default embedder (USE multilingual): another embedder's cosines spread
-# differently (e5's rarely fall below 0.7, so the check would never fire there).
-OFF_TOPIC_COSINE = 0.15
+
 
 # The extractive answer: a lead, then each evidence sentence in quotes with its citation.
 QUOTE_LEAD = {"fr": "D’après les sources :", "en": "According to the sources:"}
@@ -78,53 +68,10 @@ DOUBTFUL = {"fr": "(traduction approximative : voir l’original dans la source)
 # least this (good translations of the article's sentences score about 0.8).
 TRANSLATION_SUPPORT = 0.6
 
-# Chosen on the project's test set (the best evidence score of its answerable questions that the
-# draft check refused, against its unanswerable ones): see docs/quality.md, and SQuAD 2.0 there.
-# Chosen before question words were weighted by rarity (qa.evidence); re-checked after: the same
-# questions are strong but one English one (0.648 -> 0.640), and the test-set figures are unchanged.
-STRONG_EVIDENCE = 0.65
 # The extractive style's hidden draft only decides whether to answer, from its first sentence or
 # two: capped at this many tokens (at most `max_new_tokens`). On the project test set, 40 instead
 # of 64 left all 14 drafts' decisions unchanged and took their answers from 2.93 to 2.73 s.
 HIDDEN_DRAFT_TOKENS = 40
-
-_FIGURE_QUESTION = re.compile(
-    r"\b(combien|how (?:many|much)"
-    r"|quel(?:le)?s?(?: (?:est|sont|était|étaient) (?:le|la|les|l’|l'))? ?(?:montant|somme|nombre|pourcentage"
-    r"|ann[ée]es?|dates?|salaire exact|jours?|rang)"
-    r"|(?:what|which)(?: (?:is|are|was|were) the)? (?:amount|number|percentage|years?|dates?|exact salary|days?|rank)"
-    r"|en quelle ann[ée]e|in what year|exact salary|salaire exact|exact day|à quelle place)\b",
-    re.IGNORECASE,
-)
-
-
-def expects_figure(question: str) -> bool:
-    """Whether the question asks for a number, an amount or a date.
-
-    >>> expects_figure("Combien de modèles ?"), expects_figure("Who made Qwen?")
-    (True, False)
-    """
-    return bool(_FIGURE_QUESTION.search(question))
-
-
-def adds_content(sentence: str, question: str, language: Language) -> bool:
-    """Whether an answer sentence says something the question didn't: a content word or a number.
-
-    The small model often answers by restating the question ("la Chine met-elle ses outils à
-    disposition [2]"); the passage then "supports" it, but nothing was answered.
-
-    >>> adds_content("D’après les sources, Qwen compte 100 000 modèles.", "Combien de modèles compte Qwen ?", "fr")
-    True
-    >>> adds_content("According to the sources, China is giving away free AI tools.",
-    ...              "Why is China giving away free AI tools?", "en")
-    False
-    """
-    prefix = set(tokenize(ANSWER_PREFIX[language], language))
-    asked = set(tokenize(question, language)) | prefix
-    return bool(set(tokenize(sentence, language)) - asked)
-
-
-
 
 # Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
 # passages come back, and embedding their sentences was most of the time before the evidence.
@@ -157,47 +104,6 @@ def remembering(embed: Callable[[list[str]], np.ndarray], vectors: dict[str, np.
     return embed_once
 
 
-def strong(evidence: Sequence[Evidence]) -> bool:
-    """Whether the best evidence sentence scores at least STRONG_EVIDENCE."""
-    return bool(evidence) and max(e.score for e in evidence) >= STRONG_EVIDENCE
-
-
-def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Evidence],
-               declined: bool = False, confident: bool | None = None) -> bool:
-    """The extractive style's decision: do the evidence sentences answer the question?
-
-    No when there is no evidence, or when the question asks for a figure and the evidence holds
-    none besides the question's own. Yes when the evidence is `strong` (the model isn't asked:
-    the 0.5B model's draft often restates a "why" question though the passage holds the answer,
-    and its verdict was wrong more often than right there). Otherwise the model's draft decides:
-    no when it failed verification (`draft_unsupported`) or `declined` ("the sources don't say").
-    `confident`: whether the evidence is strong, when judged before the sentences were reranked
-    (default: `strong(evidence)`).
-    """
-    if not evidence:
-        return False
-    if expects_figure(question):
-        asked = figures(question)
-        if not any(figures(e.text) - asked for e in evidence):
-            return False
-    return (strong(evidence) if confident is None else confident) or not (draft_unsupported or declined)
-
-
-def kept_names(source: str, translation: str) -> bool:
-    """Whether every name of `source` (a capitalised word past the first, three letters or more)
-    is in `translation`, allowing for translated endings: a shared start of five letters, or
-    of all but the last letter for shorter names ("Chine" and "China").
-
-    >>> kept_names("Par exemple, ERNIE de Baidu et Qwen d’Alibaba.", "For example, ERNIE from Baidu and Alibaba.")
-    False
-    >>> kept_names("La Chine et Qwen.", "China and Qwen.")
-    True
-    """
-    wanted = {w for w in anchors(source) if len(w) > 2 and not w.isdigit()}
-    have = folded_words(translation)
-    return all(any(h.startswith(w[:min(5, len(w) - 1)]) for h in have) for w in wanted)
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -215,126 +121,6 @@ def validate_question(question: str, max_chars: int) -> str:
     if len(question) > max_chars:
         raise InputError(f"the question is {len(question)} characters long; the limit is {max_chars}")
     return question
-
-
-def translation_memory_path(cache_dir: Path, model: str) -> Path:
-    """Where `model`'s translations are remembered: one file per model and translation prompt
-    version (a changed prompt's translations aren't mixed with the old ones)."""
-    name = re.sub(r"[^\w.-]+", "_", model).strip("_")[-80:]
-    return cache_dir / "translations" / f"{name}.prompt{TRANSLATION_PROMPT_VERSION}.json"
-
-
-class TranslationMemory:
-    """Translations of document sentences by one model, kept in a JSON file (`path`; None: in
-    memory only), so a sentence is translated once per machine, not once per question.
-
-    A file that can't be read or parsed is logged and started afresh: an answer never fails for
-    it. Writes merge what the file holds now (another process, `qa translate` say, may have added
-    entries) and replace it atomically, so a crash can't corrupt it; two processes writing at
-    the same instant may still lose one entry, which is then translated again. A file changed by
-    another process is read again before the next look-up.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._entries: dict[str, str] = {}
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file when last read
-        self._unsaved = 0
-        self._deferred: int | None = None
-
-    @staticmethod
-    def _key(text: str, target: Language) -> str:
-        return hashlib.sha256(f"{target}\0{text}".encode()).hexdigest()[:32]
-
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = self.path.stat() if self.path is not None else None
-        except OSError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size) if stat else None
-
-    def _on_disk(self) -> dict[str, str]:
-        if self.path is None or not self.path.is_file():
-            return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            return {k: v for k, v in data.items() if isinstance(v, str)}
-        except (OSError, ValueError) as error:
-            log.warning("translation memory %s can't be read (%s): starting afresh", self.path, error)
-            return {}
-
-    def _refresh(self) -> dict[str, str]:
-        stamp = self._stamp()
-        if stamp != self._seen:
-            self._seen = stamp
-            self._entries = {**self._on_disk(), **self._entries}
-        return self._entries
-
-    def get(self, text: str, target: Language) -> str | None:
-        return self._refresh().get(self._key(text, target))
-
-    def __len__(self) -> int:
-        return len(self._refresh())
-
-    def detached(self) -> TranslationMemory:
-        """A copy of what this memory holds now, kept in memory only: never written back."""
-        copy = TranslationMemory(None)
-        copy._entries = dict(self._refresh())
-        return copy
-
-    def put(self, text: str, target: Language, translation: str) -> None:
-        if not translation:
-            return
-        self._refresh()[self._key(text, target)] = translation
-        self._unsaved += 1
-        if self._deferred is None or self._unsaved >= self._deferred:
-            self.save()
-
-    @contextmanager
-    def deferred(self, every: int = 25) -> Iterator[None]:
-        """Write the file every `every` new entries and at the end, not after each one."""
-        self._deferred = every
-        try:
-            yield
-        finally:
-            self._deferred = None
-            self.save()
-
-    def save(self) -> None:
-        if self.path is None or not self._unsaved:
-            return
-        self._entries = {**self._on_disk(), **self._entries}
-        self._unsaved = 0
-        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(self._entries, ensure_ascii=False), encoding="utf-8")
-            os.replace(partial, self.path)
-            self._seen = self._stamp()
-            self._remove_stale_partials()
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            log.warning("translation memory %s can't be written (%s): kept in memory only", self.path, error)
-
-
-    def _remove_stale_partials(self) -> None:
-        """Delete the `<name>.<pid>.tmp` files of writers that were killed (their pid is gone)."""
-        for stale in self.path.parent.glob(f"{self.path.stem}.*.tmp"):
-            pid = stale.suffixes[-2].lstrip(".") if len(stale.suffixes) >= 2 else ""
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def rrf_fuse(rankings: Sequence[tuple[Sequence[int], Sequence[float] | float]],
 
 
 class Translations(Protocol):
-    """Sentences' translations as remembered (`qa.pipeline.TranslationMemory`)."""
+    """Sentences' translations as remembered (`qa.translations.TranslationMemory`)."""
 
     def get(self, text: str, target: Language) -> str | None: ...
 

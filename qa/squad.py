@@ -49,10 +49,11 @@ from qa.metrics import (
     squad_exact_match,
     token_f1,
 )
-from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline, TranslationMemory
+from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
 from qa.prompting import ANSWER_PREFIX
 from qa.settings import Settings
 from qa.text import fold, normalize
+from qa.translations import TranslationMemory
 from qa.types import Chunk, Document, Language
 
 log = logging.getLogger(__name__)

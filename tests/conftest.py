@@ -42,9 +42,9 @@ def settings(tmp_path) -> Settings:
 def model_always_drafts(monkeypatch):
     """Extractive style with the model's draft always written: fake embedders' scores aren't
     calibrated like the real one's, so strong evidence could skip the scripted draft."""
-    import qa.pipeline
+    import qa.decision
 
-    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", float("inf"))
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", float("inf"))
 
 
 @pytest.fixture

@@ -628,7 +628,7 @@ MEMORY_DAMAGE: dict[str, bytes | None] = {
 
 @pytest.mark.parametrize("case", list(MEMORY_DAMAGE))
 def test_a_damaged_translation_memory_is_started_afresh_and_rewritten(cli, tmp_path, capsys, case):
-    from qa.pipeline import translation_memory_path
+    from qa.translations import translation_memory_path
 
     path = translation_memory_path(tmp_path / "cache", "fake-llm")
     path.parent.mkdir(parents=True)

@@ -6,7 +6,7 @@ import pytest
 
 import qa.pipeline
 from qa.cli import main
-from qa.pipeline import translation_memory_path
+from qa.translations import translation_memory_path
 from tests.fakes import FakeEmbedder, FakeGenerator
 
 

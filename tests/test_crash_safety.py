@@ -14,7 +14,7 @@ import pytest
 from qa.index import POINTER, load_index, save_index
 from qa.library import index_sources
 from qa.loading import BUNDLED
-from qa.pipeline import TranslationMemory
+from qa.translations import TranslationMemory
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -216,7 +216,7 @@ def test_a_first_time_evaluation_starts_from_an_empty_memory(pipeline) -> None:
 
 
 def test_a_retrieval_only_evaluation_reads_the_memory_as_it_is(tmp_path: Path) -> None:
-    from qa.pipeline import TranslationMemory, translation_memory_path
+    from qa.translations import TranslationMemory, translation_memory_path
 
     settings = fake_settings(tmp_path)
     TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm)).put("Un.", "en", "One.")

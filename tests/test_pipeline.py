@@ -2,23 +2,16 @@ import json
 
 import pytest
 
+import qa.decision
 import qa.pipeline
 from qa import reader
 from qa.chunking import chunk_documents
+from qa.decision import STRONG_EVIDENCE, answerable, expects_figure
 from qa.errors import InputError
 from qa.evidence import Evidence
-from qa.pipeline import (
-    ABSTENTION,
-    OFF_TOPIC,
-    QUOTE_LEAD,
-    STRONG_EVIDENCE,
-    TRANSLATED_LEAD,
-    Pipeline,
-    answerable,
-    expects_figure,
-    translation_memory_path,
-)
+from qa.pipeline import ABSTENTION, OFF_TOPIC, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
 from qa.prompting import ANSWER_PREFIX
+from qa.translations import translation_memory_path
 from qa.types import Answer, Chunk, Passage, Preview
 from tests.fakes import FakeEmbedder, FakeGenerator
 
@@ -346,7 +339,7 @@ def test_no_evidence_or_a_model_that_declines_is_not_answerable():
 
 
 def test_strong_evidence_is_quoted_without_asking_the_model(settings, monkeypatch):
-    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", -10.0)
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", -10.0)
     generator = FakeGenerator(" this draft is never written")
     pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=generator)
     answer = pipeline.ask(QWEN_FR)
@@ -398,7 +391,7 @@ def test_with_index_shares_the_models_and_the_translation_memory(settings):
 def test_retrieval_reads_through_the_pipelines_own_translation_memory(settings):
     from dataclasses import replace
 
-    from qa.pipeline import TranslationMemory
+    from qa.translations import TranslationMemory
 
     pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
     assert pipeline.retriever.translations is pipeline.translations
@@ -408,7 +401,7 @@ def test_retrieval_reads_through_the_pipelines_own_translation_memory(settings):
 
 
 def test_the_translation_memory_keeps_what_another_process_wrote(tmp_path):
-    from qa.pipeline import TranslationMemory
+    from qa.translations import TranslationMemory
 
     path = tmp_path / "memory.json"
     app, cli = TranslationMemory(path), TranslationMemory(path)
@@ -421,7 +414,7 @@ def test_the_translation_memory_keeps_what_another_process_wrote(tmp_path):
 
 
 def test_deferred_writes_are_batched_and_saved_even_after_an_error(tmp_path):
-    from qa.pipeline import TranslationMemory
+    from qa.translations import TranslationMemory
 
     path = tmp_path / "memory.json"
     memory = TranslationMemory(path)
@@ -437,7 +430,7 @@ def test_deferred_writes_are_batched_and_saved_even_after_an_error(tmp_path):
 
 @pytest.mark.parametrize("cosine,off_topic", [(0.14, True), (0.16, False)])
 def test_the_off_topic_threshold(settings, monkeypatch, cosine, off_topic):
-    from qa.pipeline import OFF_TOPIC_COSINE
+    from qa.decision import OFF_TOPIC_COSINE
 
     assert 0.14 < OFF_TOPIC_COSINE < 0.16
     pipeline = make(settings, " Alibaba [1].", style="extractive").load()
@@ -461,7 +454,7 @@ def test_the_hidden_draft_is_shorter_than_a_shown_one(settings, monkeypatch, sty
             budgets.append(max_new_tokens)
             return super().stream(messages, max_new_tokens, prefix)
 
-    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 10.0)  # weak evidence: the draft decides
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 10.0)  # weak evidence: the draft decides
     pipeline = Pipeline(settings.with_(answer_style=style, max_new_tokens=64), embedder=FakeEmbedder(),
                         generator=Recording(" Alibaba [1]."))
     pipeline.ask(QWEN_FR)
@@ -509,7 +502,7 @@ def test_direct_style_drops_a_swapped_attribution(settings):
 
 @pytest.mark.parametrize("reply", ["Qwen compte 250 000 modèles [1].", "NOT FOUND"])
 def test_direct_style_quotes_strong_evidence_when_the_model_fails(settings, monkeypatch, reply):
-    monkeypatch.setattr(qa.pipeline, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
     pipeline = make(settings, reply, style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])

@@ -22,8 +22,9 @@ import pytest
 from qa.errors import ModelError
 from qa.generation import OpenAIGenerator
 from qa.models import PACKAGED, prepare_gguf
-from qa.pipeline import Pipeline, TranslationMemory
+from qa.pipeline import Pipeline
 from qa.settings import Settings
+from qa.translations import TranslationMemory
 
 pytestmark = pytest.mark.scaleout
 
