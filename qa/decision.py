@@ -104,3 +104,22 @@ def kept_names(source: str, translation: str) -> bool:
     wanted = {w for w in anchors(source) if len(w) > 2 and not w.isdigit()}
     have = folded_words(translation)
     return all(any(h.startswith(w[:min(5, len(w) - 1)]) for h in have) for w in wanted)
+
+
+def names_everything_asked(question: str, texts: Sequence[str]) -> bool:
+    """Whether `texts` (in the question's language) hold every name the question asks about:
+    each of its capitalised words past the first and acronyms, of three letters or more, not
+    figures; a longer form in the text counts ("Qwen" in "Qwen3").
+
+    The direct style's last word when the model found nothing: strong evidence about Alibaba
+    does not answer "Who is the CEO of Alibaba?" when no "CEO" is in it.
+
+    >>> names_everything_asked("Who is the CEO of DeepSeek?", ["Chinese firms like DeepSeek lead."])
+    False
+    >>> names_everything_asked("Qui a créé la plateforme LMArena ?", ["LMArena, créée à Berkeley"])
+    True
+    """
+    have = folded_words(" ".join(texts))
+    wanted = {w for w in anchors(question) if len(w) > 2 and not w.isdigit()}
+    return all(any(h == w or (len(w) > 4 and h.startswith(w[:-1])) or h.startswith(w) for h in have)
+               for w in wanted)

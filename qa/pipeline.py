@@ -18,7 +18,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
-from qa.decision import OFF_TOPIC_COSINE, adds_content, answerable, expects_figure, kept_names, strong
+from qa.decision import (
+    OFF_TOPIC_COSINE,
+    adds_content,
+    answerable,
+    expects_figure,
+    kept_names,
+    names_everything_asked,
+    strong,
+)
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
     CorpusError,
@@ -308,12 +316,20 @@ class Pipeline:
             text, citations, unsupported = self.verify(question, language, draft, turn.passages, turn.embed_passages)
             if not unsupported:
                 return text, citations, False, draft
-        if answerable(question, unsupported, best, declined=declined, confident=confident):
+        if answerable(question, unsupported, best, declined=declined, confident=confident) \
+                and names_everything_asked(question, [self._in_language(e, language) for e in best]):
             parts: list[str] = []
             citations = yield from self._quote(best, language, parts, separate=held is None)
             return "".join(parts).strip(), citations, False, draft
         yield ("\n" if held is None else "") + ABSTENTION[language]
         return ABSTENTION[language], [], True, draft
+
+    def _in_language(self, e: Evidence, language: Language) -> str:
+        """An evidence sentence in `language`: itself, or its translation (remembered, so
+        quoting it next costs nothing)."""
+        if e.language == language:
+            return e.text
+        return "".join(self.translate(e.text, e.language, language)).strip() or e.text
 
     def _extractive(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str, None, _Result]:
         """The extractive style: the evidence sentences quoted (or translated); the model's

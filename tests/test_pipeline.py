@@ -509,6 +509,15 @@ def test_direct_style_quotes_strong_evidence_when_the_model_fails(settings, monk
     assert "250 000" not in answer.text and "100 000" in answer.text
 
 
+@pytest.mark.parametrize("question", ["Qui est le PDG d’Alibaba ?", "Who is the CEO of Alibaba?"])
+def test_direct_style_declines_a_near_miss_the_model_found_nothing_for(settings, monkeypatch, question):
+    """Strong evidence about Alibaba does not answer who its CEO is: the model's NOT FOUND
+    stands when the evidence lacks a name the question asks about."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    answer = make(settings, "NOT FOUND", style="direct").ask(question)
+    assert answer.abstained and answer.text == ABSTENTION[answer.language] and not answer.citations
+
+
 def test_direct_style_declines_when_no_claim_holds_up_and_the_evidence_is_weak(settings, model_always_drafts):
     pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
