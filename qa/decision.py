@@ -111,16 +111,17 @@ _NAME = re.compile(r"\w+")
 
 def asked_names(question: str) -> set[str]:
     """The names a question asks about that a sentence must hold to answer it: acronyms and
-    words with capitals inside or digits (CEO, PDG, DeepSeek, Qwen3), of three characters or
-    more, folded. Words with only an initial capital are left out: English capitalises
-    "American" and "Chinese", which a French source writes otherwise.
+    words with capitals inside or letters then digits (CEO, PDG, DeepSeek, Qwen3), of three
+    characters or more, folded. Left out: words with only an initial capital (English
+    capitalises "American" and "Chinese", which a French source writes otherwise), and
+    ordinals and decades ("1er", "1620s"), which a source writes in words or other forms.
 
     >>> sorted(asked_names("Who is the CEO of DeepSeek, the American firm?"))
     ['ceo', 'deepseek']
     """
     return {fold(w) for w in _NAME.findall(question)
             if len(w) > 2 and not w.isdigit()
-            and (sum(c.isupper() for c in w) >= 2 or (any(c.isdigit() for c in w) and any(c.isalpha() for c in w)))}
+            and (sum(c.isupper() for c in w) >= 2 or (w[0].isalpha() and any(c.isdigit() for c in w)))}
 
 
 def names_everything_asked(question: str, texts: Sequence[str]) -> bool:
