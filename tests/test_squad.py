@@ -263,3 +263,26 @@ def test_tuning_and_held_out_parts_split_by_paragraph(squad_file: Path) -> None:
     assert not {q.doc_id for q in tuning} & {q.doc_id for q in held_out}
     with pytest.raises(InputError, match="part must be one of"):
         squad.split_questions(data.questions, "test")
+
+
+@pytest.mark.parametrize("part", ["tuning", "held-out"])
+def test_evaluate_asks_only_the_questions_of_one_part_over_the_whole_corpus(tmp_path: Path, squad_file: Path,
+                                                                           part: str) -> None:
+    settings = settings_in(tmp_path)
+    pipeline = Pipeline(settings=settings, embedder=FakeEmbedder())
+    report = evaluate(squad_file, tmp_path / "out", settings, pipeline=pipeline, progress=False,
+                      answers=False, part=part)
+    expected = squad.split_questions(squad.read_squad(squad_file).questions, part, squad.SPLIT_SEED)
+    assert report["config"]["part"] == part
+    assert report["config"]["questions"] == len(expected)
+    assert report["baselines"]["hybrid"]["all"]["questions"] == sum(not q.impossible for q in expected)
+    assert report["config"]["corpus"]["paragraphs"] == 3  # the corpus is still the whole file
+
+
+def test_part_is_for_squad_files_only(tmp_path: Path, squad_file: Path) -> None:
+    testset = tmp_path / "testset.jsonl"
+    testset.write_text("", encoding="utf-8")
+    with pytest.raises(InputError, match="only a SQuAD-format file"):
+        evaluate(testset, tmp_path / "out", settings_in(tmp_path), progress=False, part="held-out")
+    with pytest.raises(InputError, match="part must be"):
+        evaluate(squad_file, tmp_path / "out", settings_in(tmp_path), progress=False, part="test")
