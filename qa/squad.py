@@ -44,10 +44,13 @@ from qa.evaluation import (
     language_match_rate,
     latency_summary,
     mean,
+    median,
     normalize,
+    own_words_rate,
     retrieval_baselines,
     squad_exact_match,
     token_f1,
+    unquoted,
 )
 from qa.index import Index, build_index, load_index, read_manifest, save_index
 from qa.language import detect_language
@@ -289,6 +292,9 @@ def score_row(row: dict, question: SquadQuestion) -> SquadScore:
                                                                default=question.language),
         total_s=float(timings.get("total_s", math.nan)),
         first_token_s=float(timings.get("first_token_s", math.nan)),
+        own_words=not abstained and answer_matches(strip_lead_in(strip_markers(unquoted(row["answer"]))),
+                                                   [question.answers]),
+        words=len(row["answer"].split()),
     )
     return SquadScore(outcome, em, f1)
 
@@ -309,6 +315,8 @@ def squad_summary(scores: Sequence[SquadScore]) -> dict[str, float]:
         "exact_match": mean(s.exact_match for s in answerable),
         "f1": mean(s.f1 for s in answerable),
         "answer_contains_gold": mean(float(s.outcome.correct) for s in answerable),
+        "own_words": own_words_rate(outcomes),
+        "answer_words_median": median(o.words for o in outcomes if o.answerable and not o.abstained),
         "abstention_recall": abstention_recall(outcomes),
         "false_abstention": false_abstention_rate(outcomes),
         "language_match": language_match_rate(outcomes),

@@ -220,6 +220,8 @@ def test_evaluate_squad_with_answers(tmp_path: Path, squad_file: Path) -> None:
     metrics = report["metrics"]["all"]
     assert metrics["questions"] == 7 and metrics["unanswerable"] == 1
     assert metrics["answer_contains_gold"] == pytest.approx(2 / 6)
+    assert metrics["own_words"] == pytest.approx(2 / 6)  # nothing quoted: as contains-gold
+    assert metrics["answer_words_median"] > 0
     assert metrics["abstention_recall"] == 0.0
     assert metrics["false_abstention"] == pytest.approx(4 / 6)
     assert metrics["exact_match"] == 0.0
@@ -246,6 +248,14 @@ def test_score_row_takes_the_best_gold_answer(squad_file, prediction, abstained,
     assert score.f1 == pytest.approx(f1)
     assert score.outcome.correct is correct
     assert score.outcome.total_s == 1.0
+    assert score.outcome.own_words is correct  # nothing quoted
+
+
+def test_own_words_do_not_count_the_quoted_sentence(squad_file) -> None:
+    w1 = squad.read_squad(squad_file).questions[5]
+    quoted = squad.score_row({"answer": "D'après les sources : « The Vistula river flows through Warsaw. » [2]",
+                              "abstained": False}, w1)
+    assert quoted.outcome.correct and not quoted.outcome.own_words
 
 
 def test_evaluate_takes_any_json_file_for_squad_and_says_what_is_missing(tmp_path: Path) -> None:
