@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
     p.add_argument("--bench-dir", type=Path, help="index folder for a SQuAD-format file's contexts")
+    p.add_argument("--part", choices=("all", "tuning", "held-out"), default="all",
+                   help="SQuAD-format file: ask only questions of the tuning or the held-out part of its "
+                        "split by paragraph (weights were chosen on tuning; the corpus stays the whole file)")
     p.add_argument("--translations", choices=("prepared", "none"), default="prepared",
                    help="JSONL set: answer with every sentence translated ahead, as after `qa translate` "
                         "(default), or with none, as if each question were asked first")
@@ -341,7 +344,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     report = evaluate(args.testset, args.out, settings, limit=args.limit, answers=not args.retrieval_only,
                       progress=True, seed=args.seed, bench_dir=args.bench_dir,
-                      translations=args.translations)
+                      translations=args.translations, part=args.part)
     print(format_table(report))
     print(f"\nReport: {args.out}/report.md (and report.json, plots)")
     return 0

@@ -154,6 +154,8 @@ def render_markdown(report: Mapping) -> str:
     if config.get("limit") is not None:
         seed = f", seed {config['seed']}" if config.get("seed") is not None else ""
         out.append(f"- limit: {config['limit']}{seed}")
+    if config.get("part") not in (None, "all"):
+        out.append(f"- questions from the {config['part']} part of the split by paragraph")
     memory = config.get("translations")
     if memory:
         held = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory.items() if k != "mode")

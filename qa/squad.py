@@ -46,8 +46,11 @@ from qa.metrics import (
     language_match_rate,
     latency_summary,
     mean,
+    median,
+    own_words_rate,
     squad_exact_match,
     token_f1,
+    unquoted,
 )
 from qa.pipeline import DOUBTFUL, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
 from qa.prompting import ANSWER_PREFIX
@@ -151,6 +154,7 @@ def sample_questions(questions: Sequence[SquadQuestion], limit: int | None,
 
 
 PARTS = ("tuning", "held-out")
+SPLIT_SEED = 0  # the split weights and thresholds were chosen on; it doesn't move with the sampling seed
 
 
 def question_part(doc_id: str, seed: int = 0) -> str:
@@ -286,6 +290,9 @@ def score_row(row: dict, question: SquadQuestion) -> SquadScore:
                                                                default=question.language),
         total_s=float(timings.get("total_s", math.nan)),
         first_token_s=float(timings.get("first_token_s", math.nan)),
+        own_words=not abstained and answer_matches(strip_lead_in(strip_markers(unquoted(row["answer"]))),
+                                                   [question.answers]),
+        words=len(row["answer"].split()),
     )
     return SquadScore(outcome, em, f1)
 
@@ -306,6 +313,8 @@ def squad_summary(scores: Sequence[SquadScore]) -> dict[str, float]:
         "exact_match": mean(s.exact_match for s in answerable),
         "f1": mean(s.f1 for s in answerable),
         "answer_contains_gold": mean(float(s.outcome.correct) for s in answerable),
+        "own_words": own_words_rate(outcomes),
+        "answer_words_median": median(o.words for o in outcomes if o.answerable and not o.abstained),
         "abstention_recall": abstention_recall(outcomes),
         "false_abstention": false_abstention_rate(outcomes),
         "language_match": language_match_rate(outcomes),
@@ -324,21 +333,33 @@ def squad_failure(score: SquadScore) -> str | None:
     return None
 
 
+def part_questions(questions: Sequence[SquadQuestion], part: str = "all") -> list[SquadQuestion]:
+    """All the questions, or those of one part ("tuning", "held-out") of the split by paragraph
+    (`question_part` with SPLIT_SEED), in file order."""
+    if part == "all":
+        return list(questions)
+    return split_questions(questions, part, SPLIT_SEED)
+
+
 def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = None, seed: int = 0,
                    pipeline: Pipeline | None = None, answers: bool = True,
-                   index_dir: str | Path | None = None, progress: bool = True) -> dict:
+                   index_dir: str | Path | None = None, progress: bool = True,
+                   part: str = "all") -> dict:
     """The report of a SQuAD-format set (not written).
 
-    Indexes all its paragraphs (or reuses the index in `index_dir`), samples `limit`
-    questions with `seed`, measures retrieval for each mode on them and, with `answers`,
-    answers them with the pipeline's generator over that index.
+    Indexes all its paragraphs (or reuses the index in `index_dir`: the corpus is always the
+    whole file), samples `limit` questions with `seed` among those of `part` ("all", "tuning"
+    or "held-out", `part_questions`), measures retrieval for each mode on them and, with
+    `answers`, answers them with the pipeline's generator over that index.
     """
+    if part != "all" and part not in PARTS:
+        raise InputError(f"part must be all, {' or '.join(PARTS)}, got {part!r}")
     squad = read_squad(path)
     index_dir = Path(index_dir) if index_dir else default_bench_dir(settings, squad.name)
     embedder = (pipeline.embedder if pipeline is not None and pipeline.embedder is not None
                 else make_embedder(settings.embedder, threads=settings.threads))
     index = open_bench_index(squad, embedder, settings, index_dir, progress=progress)
-    questions = sample_questions(squad.questions, limit, seed)
+    questions = sample_questions(part_questions(squad.questions, part), limit, seed)
     baselines = retrieval_baselines(index, embedder, retrieval_cases(questions), progress=progress)
     rows: list[dict] = []
     results: dict = {}
@@ -358,7 +379,7 @@ def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = Non
                 for row, s in zip(rows, scores, strict=True)]
     return {
         "config": config("squad", squad.path, settings, embedder.name, llm, limit=limit, seed=seed,
-                         answers=answers, questions=len(questions),
+                         part=part, answers=answers, questions=len(questions),
                          corpus={"paragraphs": len(squad.documents),
                                  "passages": len(index.chunks),
                                  "questions_in_file": len(squad.questions),

@@ -147,3 +147,9 @@ def test_when_only_citation_numbers_moved_the_answer_is_not_repeated(fakes, caps
     out = capsys.readouterr().out
     assert out.count("100 000 modèles dérivés") == 2  # the streamed answer and the quoted source
     assert "Citations vérifiées: [1]" in out and "caractères" in out
+
+
+def test_eval_part_is_a_usage_error_on_the_jsonl_test_set(fakes, capsys):
+    code = main(["eval", "--testset", "tests/data/testset.jsonl", "--part", "held-out", "--retrieval-only",
+                 "--out", str(fakes / "out")])
+    one_line_error(capsys, code, 2, "only a SQuAD-format file")

@@ -220,6 +220,8 @@ def test_evaluate_squad_with_answers(tmp_path: Path, squad_file: Path) -> None:
     metrics = report["metrics"]["all"]
     assert metrics["questions"] == 7 and metrics["unanswerable"] == 1
     assert metrics["answer_contains_gold"] == pytest.approx(2 / 6)
+    assert metrics["own_words"] == pytest.approx(2 / 6)  # nothing quoted: as contains-gold
+    assert metrics["answer_words_median"] > 0
     assert metrics["abstention_recall"] == 0.0
     assert metrics["false_abstention"] == pytest.approx(4 / 6)
     assert metrics["exact_match"] == 0.0
@@ -246,6 +248,14 @@ def test_score_row_takes_the_best_gold_answer(squad_file, prediction, abstained,
     assert score.f1 == pytest.approx(f1)
     assert score.outcome.correct is correct
     assert score.outcome.total_s == 1.0
+    assert score.outcome.own_words is correct  # nothing quoted
+
+
+def test_own_words_do_not_count_the_quoted_sentence(squad_file) -> None:
+    w1 = squad.read_squad(squad_file).questions[5]
+    quoted = squad.score_row({"answer": "D'après les sources : « The Vistula river flows through Warsaw. » [2]",
+                              "abstained": False}, w1)
+    assert quoted.outcome.correct and not quoted.outcome.own_words
 
 
 def test_evaluate_takes_any_json_file_for_squad_and_says_what_is_missing(tmp_path: Path) -> None:
@@ -263,3 +273,26 @@ def test_tuning_and_held_out_parts_split_by_paragraph(squad_file: Path) -> None:
     assert not {q.doc_id for q in tuning} & {q.doc_id for q in held_out}
     with pytest.raises(InputError, match="part must be one of"):
         squad.split_questions(data.questions, "test")
+
+
+@pytest.mark.parametrize("part", ["tuning", "held-out"])
+def test_evaluate_asks_only_the_questions_of_one_part_over_the_whole_corpus(tmp_path: Path, squad_file: Path,
+                                                                           part: str) -> None:
+    settings = settings_in(tmp_path)
+    pipeline = Pipeline(settings=settings, embedder=FakeEmbedder())
+    report = evaluate(squad_file, tmp_path / "out", settings, pipeline=pipeline, progress=False,
+                      answers=False, part=part)
+    expected = squad.split_questions(squad.read_squad(squad_file).questions, part, squad.SPLIT_SEED)
+    assert report["config"]["part"] == part
+    assert report["config"]["questions"] == len(expected)
+    assert report["baselines"]["hybrid"]["all"]["questions"] == sum(not q.impossible for q in expected)
+    assert report["config"]["corpus"]["paragraphs"] == 3  # the corpus is still the whole file
+
+
+def test_part_is_for_squad_files_only(tmp_path: Path, squad_file: Path) -> None:
+    testset = tmp_path / "testset.jsonl"
+    testset.write_text("", encoding="utf-8")
+    with pytest.raises(InputError, match="only a SQuAD-format file"):
+        evaluate(testset, tmp_path / "out", settings_in(tmp_path), progress=False, part="held-out")
+    with pytest.raises(InputError, match="part must be"):
+        evaluate(squad_file, tmp_path / "out", settings_in(tmp_path), progress=False, part="test")
