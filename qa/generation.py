@@ -157,6 +157,7 @@ class LlamaCppGenerator:
         self._format = None
         self._format_turns = None  # the template without the assistant's turn opened
         self._lock = threading.Lock()  # one generation at a time: the model and its KV cache are shared
+        self._fixed = 0  # tokens of the warmed fixed beginning (`warm`), the KV cache reused
         # the last generation's figures: prompt tokens, those read from the KV cache, seconds to
         # the first token (prefill), tokens generated and seconds after the first (decode)
         self.last: dict[str, float] = {}
@@ -195,6 +196,7 @@ class LlamaCppGenerator:
         prompt = self._format_turns(messages=messages).prompt
         tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         with self._lock:
+            self._fixed = len(tokens)
             if self._cached(tokens) == len(tokens):
                 return  # already there
             self._llm.reset()
@@ -217,6 +219,11 @@ class LlamaCppGenerator:
             raise ModelError(f"the prompt is {len(tokens)} tokens long; the model's context is {self.context}")
         with self._lock:
             cached = self._cached(tokens)
+            if self._fixed and cached > self._fixed:
+                # Reuse the warmed beginning only: what follows is read afresh, so an answer
+                # does not depend on the question asked before (re-reading a prompt's last
+                # token alone gives logits a hair apart, enough to flip a greedy choice).
+                self._llm.n_tokens = cached = self._fixed
             started = time.perf_counter()
             first = None
             pieces: list[str] = []

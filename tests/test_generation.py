@@ -63,6 +63,25 @@ def test_llama_cpp_reuses_the_kv_cache_of_a_shared_prompt_beginning(real_setting
 
 
 @pytest.mark.slow
+def test_an_answer_does_not_depend_on_the_question_asked_before(real_settings):
+    """Only the warmed beginning is reused from the KV cache: the same prompt is read the same
+    way whatever came before, so its greedy answer is the same."""
+    from qa.reader import reader_messages
+
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    generator.warm(reader_messages("", "en", [])[:-1])
+    asked = reader_messages("Who develops Qwen?", "en", [(1, "Qwen est développé par Alibaba.")])
+    other = reader_messages("Who develops Hunyuan?", "en", [(1, "Hunyuan est développé par Tencent.")])
+    first = "".join(generator.stream(asked, 16))
+    again = "".join(generator.stream(asked, 16))  # the whole prompt is in the cache now
+    cached = generator.last["cached_tokens"]
+    "".join(generator.stream(other, 16))
+    after_other = "".join(generator.stream(asked, 16))
+    assert first == again == after_other
+    assert cached == generator.last["cached_tokens"] < generator.last["prompt_tokens"] - 10
+
+
+@pytest.mark.slow
 def test_the_prepared_default_model_streams_through_the_folder_code_path(real_settings):
     generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2, engine="transformers")
     assert isinstance(generator, TransformersGenerator)
