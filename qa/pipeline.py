@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
+from qa.citations import SupportChecker, answer_sentences, is_abstention, strip_markers, with_markers
 from qa.decision import OFF_TOPIC_COSINE, adds_content, answerable, expects_figure, kept_names, strong
 from qa.embedding import Embedder, make_embedder
 from qa.errors import (
@@ -392,9 +392,12 @@ class Pipeline:
             parts.append(piece)
             yield piece
             doubtful = False
+            # `[n]` in a quoted sentence (a document's own, or the model's in a translation) is
+            # no citation of ours: dropped from the answer, which only our markers number; the
+            # citation's quote keeps the exact text.
             if e.language == language:
-                body = [e.text]
-                yield e.text
+                body = [strip_markers(e.text)]
+                yield body[0]
             else:
                 body = []
                 for piece in self.translate(e.text, e.language, language):
@@ -404,9 +407,10 @@ class Pipeline:
                     support = self._translation_support(e.text, "".join(body))
                     citation = replace(citation, support=round(support, 4))
                     doubtful = support < TRANSLATION_SUPPORT
+                    body = [strip_markers("".join(body))]
                 else:  # no translation came: the original it is
-                    body = [e.text]
-                    yield e.text
+                    body = [strip_markers(e.text)]
+                    yield body[0]
             parts.extend(body)
             piece = f"{closing} [{e.passage.n}]"
             if doubtful:  # the reader can check it: the original is the citation's quote
