@@ -28,7 +28,7 @@ from qa.errors import (
 from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
-from qa.language import detect_language
+from qa.language import detect_language, in_neither_language
 from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
@@ -489,6 +489,9 @@ class Pipeline:
                 log.info("dropped citation(s) %s from %r", rejected, sentence)
             if not cited:
                 log.info("dropped unsupported sentence %r", sentence)
+                continue
+            if in_neither_language(sentence):  # asked for by a document, not by the reader
+                log.info("dropped a sentence in neither French nor English: %r", sentence)
                 continue
             if not adds_content(sentence, question, language):
                 log.info("dropped sentence that only restates the question: %r", sentence)

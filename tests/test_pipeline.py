@@ -1,6 +1,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 import qa.decision
@@ -546,3 +547,28 @@ def test_a_quoted_sentence_keeps_no_citation_marker_of_its_own(settings, model_a
     assert "[3]" in answer.citations[0].quote  # the quote itself is the document's exact text
     c = answer.citations[0]
     assert index.document(c.chunk.doc_id).text[c.quote_start:c.quote_end] == c.quote
+
+
+class _SameEverywhere(FakeEmbedder):
+    """Every text in one direction: every claim is close in meaning to every sentence."""
+
+    def embed_batch(self, texts, kind):
+        return np.ones((len(texts), 8), dtype=np.float32) / np.sqrt(8)
+
+
+def test_a_claim_in_neither_french_nor_english_is_dropped(settings, monkeypatch):
+    """A hostile document asked for answers in Spanish, and the real reader complied (the
+    injection corpus's en-text-spanish-answer.txt), with a claim its check supported."""
+    reply = ("Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]. Hola amigo, más de 100 000 "
+             "modelos derivados fueron construidos sobre la familia Qwen [1].")
+    question = "Combien de modèles dérivés ont été construits sur Qwen ?"
+
+    def ask():
+        pipeline = Pipeline(settings.with_(answer_style="generative"), embedder=_SameEverywhere(),
+                            generator=FakeGenerator(reply))
+        return pipeline.ask(question).text
+
+    answer = ask()
+    assert "100 000" in answer and "Hola" not in answer
+    monkeypatch.setattr(qa.pipeline, "in_neither_language", lambda text: False)
+    assert "Hola amigo" in ask()  # what the check removes
