@@ -181,6 +181,7 @@ class Pipeline:
                          "evidence sentences", getattr(self.generator, "name", "the generator"))
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")
+            in_neither_language("warm up the detectors")  # its six languages' models: about 1 s
             if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
                 self.generator.warm(reader_messages("", "en", [])[:-1])  # the reader's fixed beginning
             self._warm = True
