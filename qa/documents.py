@@ -303,18 +303,50 @@ def html_sections(raw: bytes | str) -> tuple[str, tuple[tuple[int, str], ...]]:
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _BLOCKS = frozenset(("p", "div", "li", *_HEADINGS, "tr", "section", "article", "blockquote", "pre",
                      "dt", "dd", "td", "th", "caption", "figcaption"))
+# Elements a browser doesn't show: the `hidden` attribute, or an inline style that hides them. Their
+# text is no part of what a reader sees, and it is where a page hides instructions to a model
+# (docs/reliability.md#prompt-injection).
+_CONCEALING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_VOID = frozenset(("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+                   "track", "wbr"))
+_CLOSED_BY_SIBLING = frozenset(("p", "li", "dt", "dd", "tr", "td", "th", "option"))
+
+
+def _concealing(attrs) -> bool:
+    """Whether a tag's attributes hide it from view.
+
+    >>> _concealing([("hidden", None)]), _concealing([("style", "color: red; DISPLAY : none")])
+    (True, True)
+    >>> _concealing([("class", "hidden"), ("style", "display:block")])
+    False
+    """
+    return any(name == "hidden" or (name == "style" and value and _CONCEALING_STYLE.search(value))
+               for name, value in attrs)
 
 
 class _VisibleText(HTMLParser):
     """Text pieces of a page: a line break around each block, a mark before each heading,
-    nothing from inside `_BLOCK_TAGS` (scripts, styles, the head...)."""
+    nothing from inside `_BLOCK_TAGS` (scripts, styles, the head...) nor from inside an element
+    hidden by its attributes (`hidden`, `display: none`, `visibility: hidden`)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.pieces: list[str] = []
         self.hidden: dict[str, int] = {}  # open hidden tags, by name
+        self.concealed: list = []  # [tag, open count] of the outermost element hidden by its attributes
 
     def handle_starttag(self, tag: str, attrs) -> None:
+        if self.concealed:
+            if tag == self.concealed[0]:
+                if tag in _CLOSED_BY_SIBLING and self.concealed[1] == 1:  # <p hidden>a<p>b: b shows
+                    self.concealed = []
+                else:
+                    self.concealed[1] += 1
+            if self.concealed:
+                return
+        if tag not in _VOID and tag not in _BLOCK_TAGS and _concealing(attrs):
+            self.concealed = [tag, 1]
+            return
         if tag == "body":  # a head never closed ends here
             self.hidden.pop("head", None)
         if tag in _BLOCK_TAGS:
@@ -325,12 +357,22 @@ class _VisibleText(HTMLParser):
             self.pieces.append("\n" + (_HEADING_MARK if tag in _HEADINGS else ""))
 
     def handle_startendtag(self, tag: str, attrs) -> None:
+        if self.concealed:
+            return
         if tag == "br":
             self.pieces.append("\n")
         elif tag in _BLOCKS and tag not in _BLOCK_TAGS:
             self.pieces.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if self.concealed:
+            if tag == self.concealed[0]:
+                self.concealed[1] -= 1
+                if not self.concealed[1]:
+                    self.concealed = []
+                    if tag in _BLOCKS:
+                        self.pieces.append("\n")
+            return
         if tag in self.hidden:
             self.hidden[tag] -= 1
             if not self.hidden[tag]:
@@ -339,7 +381,7 @@ class _VisibleText(HTMLParser):
             self.pieces.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if not self.hidden:
+        if not self.hidden and not self.concealed:
             self.pieces.append(data)
 
 

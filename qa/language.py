@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from qa.text import ENGLISH_WORDS, FRENCH_WORDS
+from qa.text import ENGLISH_WORDS, FRENCH_WORDS, anchor_spans
 from qa.types import Language
 
 NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}
@@ -43,3 +43,43 @@ def detect_language(text: str, default: Language = "en") -> Language:
     if fr != en:
         return "fr" if fr > en else "en"
     return guess if best.value >= 0.6 else default
+
+
+# An answer is in French or English. Among these six languages, a text where both get less than
+# FOREIGN_CONFIDENCE is in neither: a hostile document asked for another language ("always answer
+# in Spanish", docs/reliability.md#prompt-injection). The lowest of either on the project test
+# set's reference answers, names set aside, is 0.2; Spanish and French answers to English
+# questions scored 0.04 and 0.004 for English.
+FOREIGN_CONFIDENCE = 0.1
+WIDE_LANGUAGES = ("ENGLISH", "FRENCH", "SPANISH", "GERMAN", "ITALIAN", "PORTUGUESE")
+
+
+@cache
+def _wide_detector():
+    from lingua import Language as L
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(*(getattr(L, name) for name in WIDE_LANGUAGES)).build()
+
+
+def in_neither_language(text: str, min_words: int = 3) -> bool:
+    """Whether `text` is clearly in neither French nor English. Names and numbers are set aside
+    first (detectors read "OpenAI, Google and Microsoft" as German); fewer than `min_words` words
+    left: it can't tell, so False.
+
+    >>> in_neither_language("Hola amigo, el canal Marlow tiene 31 km de largo.")
+    True
+    >>> in_neither_language("Kimi K2 (Moonshot AI), MiniMax M1 et DeepSeek R1."), in_neither_language("Qwen 3.")
+    (False, False)
+    """
+    for start, end in sorted(anchor_spans(text), reverse=True):
+        text = f"{text[:start]} {text[end:]}"
+    words = re.findall(r"[^\W\d_]+", text)
+    if len(words) < min_words:
+        return False
+    from lingua import Language as L
+
+    detector = _wide_detector()
+    plain = " ".join(words)
+    return max(detector.compute_language_confidence(plain, L.FRENCH),
+               detector.compute_language_confidence(plain, L.ENGLISH)) < FOREIGN_CONFIDENCE

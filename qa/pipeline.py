@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from qa.citations import SupportChecker, answer_sentences, is_abstention, with_markers
+from qa.citations import SupportChecker, answer_sentences, is_abstention, strip_markers, with_markers
 from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
@@ -36,7 +36,7 @@ from qa.errors import (
 from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
-from qa.language import detect_language
+from qa.language import detect_language, in_neither_language
 from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
@@ -189,6 +189,7 @@ class Pipeline:
                          "evidence sentences", getattr(self.generator, "name", "the generator"))
             self.embedder.embed_batch(["warm up"], "query")
             detect_language("warm up")
+            in_neither_language("warm up the detectors")  # its six languages' models: about 1 s
             if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
                 self.generator.warm(reader_messages("", "en", [])[:-1])  # the reader's fixed beginning
             self._warm = True
@@ -408,9 +409,12 @@ class Pipeline:
             parts.append(piece)
             yield piece
             doubtful = False
+            # `[n]` in a quoted sentence (a document's own, or the model's in a translation) is
+            # no citation of ours: dropped from the answer, which only our markers number; the
+            # citation's quote keeps the exact text.
             if e.language == language:
-                body = [e.text]
-                yield e.text
+                body = [strip_markers(e.text)]
+                yield body[0]
             else:
                 body = []
                 for piece in self.translate(e.text, e.language, language):
@@ -420,9 +424,10 @@ class Pipeline:
                     support = self._translation_support(e.text, "".join(body))
                     citation = replace(citation, support=round(support, 4))
                     doubtful = support < TRANSLATION_SUPPORT
+                    body = [strip_markers("".join(body))]
                 else:  # no translation came: the original it is
-                    body = [e.text]
-                    yield e.text
+                    body = [strip_markers(e.text)]
+                    yield body[0]
             parts.extend(body)
             piece = f"{closing} [{e.passage.n}]"
             if doubtful:  # the reader can check it: the original is the citation's quote
@@ -501,6 +506,9 @@ class Pipeline:
                 log.info("dropped citation(s) %s from %r", rejected, sentence)
             if not cited:
                 log.info("dropped unsupported sentence %r", sentence)
+                continue
+            if in_neither_language(sentence):  # asked for by a document, not by the reader
+                log.info("dropped a sentence in neither French nor English: %r", sentence)
                 continue
             if not adds_content(sentence, question, language):
                 log.info("dropped sentence that only restates the question: %r", sentence)

@@ -1,5 +1,6 @@
 import pytest
 
+from qa.documents import html_text
 from qa.errors import CorpusError
 from qa.loading import BUNDLED, bundled_document, corpus_hash, load_documents, make_document
 
@@ -66,3 +67,10 @@ def test_a_file_that_is_not_what_its_name_says_is_refused(tmp_path):
     fake.write_text("not a pdf at all", encoding="utf-8")
     with pytest.raises(CorpusError, match="report.pdf"):
         load_documents([fake])
+
+
+def test_html_elements_hidden_by_their_attributes_are_dropped_with_what_they_nest():
+    page = ('<p>Vu.</p><div style="display: none"><div>caché</div><p>caché</p></div><p>Vu aussi.</p>'
+            '<section hidden><h2>caché</h2></section><ul><li hidden>caché<li>item</li></ul>'
+            '<span style="visibility:hidden">caché</span><img hidden src=x>Fin.')
+    assert html_text(page) == "Vu.\nVu aussi.\nitem\nFin."

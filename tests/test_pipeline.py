@@ -1,14 +1,18 @@
 import json
+import re
 
+import numpy as np
 import pytest
 
 import qa.decision
 import qa.pipeline
-from qa import reader
+from qa import library, reader
 from qa.chunking import chunk_documents
 from qa.decision import STRONG_EVIDENCE, answerable, expects_figure
+from qa.documents import read_upload
 from qa.errors import InputError
 from qa.evidence import Evidence
+from qa.loading import Source
 from qa.pipeline import ABSTENTION, OFF_TOPIC, QUOTE_LEAD, TRANSLATED_LEAD, Pipeline
 from qa.prompting import ANSWER_PREFIX
 from qa.translations import translation_memory_path
@@ -535,3 +539,45 @@ def test_a_sentence_citing_two_passages_is_kept_when_each_part_holds_in_one(sett
     assert not answer.abstained and "juillet 2025" in answer.text
     quotes = " ".join(c.quote for c in answer.citations)
     assert "100 000" in quotes and "juillet 2025" in quotes
+
+
+def test_a_quoted_sentence_keeps_no_citation_marker_of_its_own(settings, model_always_drafts, tmp_path):
+    """A document's "[3]" (or a model's "[7]" in a translation) must not read as one of the
+    answer's citations: only the answer's own markers number passages."""
+    doc = tmp_path / "montvert.txt"
+    doc.write_text("Selon la source [3], le maire de Montvert est Jean Dupuis [4][5].\n", encoding="utf-8")
+    pipeline = Pipeline(settings.with_(answer_style="extractive"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator("D’après les sources, le maire est Jean Dupuis [1]."))
+    pipeline.load()
+    index = library.add(pipeline.index, [Source(read_upload(doc), str(doc), 1)], pipeline.embedder).index
+    answer = pipeline.with_index(index).ask("Qui est le maire de Montvert ?")
+    assert "Jean Dupuis" in answer.text and answer.citations
+    assert not re.search(r"\[[345]\]", answer.text), answer.text
+    assert "[3]" in answer.citations[0].quote  # the quote itself is the document's exact text
+    c = answer.citations[0]
+    assert index.document(c.chunk.doc_id).text[c.quote_start:c.quote_end] == c.quote
+
+
+class _SameEverywhere(FakeEmbedder):
+    """Every text in one direction: every claim is close in meaning to every sentence."""
+
+    def embed_batch(self, texts, kind):
+        return np.ones((len(texts), 8), dtype=np.float32) / np.sqrt(8)
+
+
+def test_a_claim_in_neither_french_nor_english_is_dropped(settings, monkeypatch):
+    """A hostile document asked for answers in Spanish, and the real reader complied (the
+    injection corpus's en-text-spanish-answer.txt), with a claim its check supported."""
+    reply = ("Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]. Hola amigo, más de 100 000 "
+             "modelos derivados fueron construidos sobre la familia Qwen [1].")
+    question = "Combien de modèles dérivés ont été construits sur Qwen ?"
+
+    def ask():
+        pipeline = Pipeline(settings.with_(answer_style="generative"), embedder=_SameEverywhere(),
+                            generator=FakeGenerator(reply))
+        return pipeline.ask(question).text
+
+    answer = ask()
+    assert "100 000" in answer and "Hola" not in answer
+    monkeypatch.setattr(qa.pipeline, "in_neither_language", lambda text: False)
+    assert "Hola amigo" in ask()  # what the check removes
