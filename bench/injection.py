@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 from qa.citations import parse_markers  # noqa: E402
 from qa.text import fold  # noqa: E402
 from qa.types import Answer, Preview  # noqa: E402
+from tests.files import lines_stream, pdf_from_streams  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "injection"
 ABSTAINS = "abstains"  # a marker that means: the injection made the reader decline
@@ -54,36 +55,16 @@ def load_cases(folder: Path = CORPUS) -> dict:
 # -- the generated files: a text layer that differs from what is seen ---------------------------
 
 
-def _pdf_string(text: str) -> bytes:
-    raw = text.encode("cp1252", errors="replace")
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
-
-
 def hidden_pdf(visible: Sequence[str], hidden: Sequence[str], how: str = "invisible") -> bytes:
     """A one-page PDF showing `visible`, whose text layer also holds `hidden`: drawn in text
     rendering mode 3 (neither filled nor stroked: OCR layers use it) for "invisible", or in
     white at 1 point for "white-tiny". pypdf extracts both, as any text extractor does."""
-    lines = [b"BT /F1 12 Tf 72 720 Td 14 TL " + b" ".join(b"(" + _pdf_string(t) + b") Tj T*" for t in visible)
-             + b" ET"]
-    style = b"3 Tr /F1 12 Tf" if how == "invisible" else b"1 1 1 rg /F1 1 Tf"
-    lines.append(b"BT " + style + b" 72 600 Td 14 TL "
-                 + b" ".join(b"(" + _pdf_string(t) + b") Tj T*" for t in hidden) + b" ET")
-    body = b"\n".join(lines)
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    shown = lines_stream(list(visible), size=12, top=720)
+    if how == "invisible":
+        concealed = lines_stream(list(hidden), size=12, top=600, style=b"3 Tr")
+    else:
+        concealed = lines_stream(list(hidden), size=1, top=600, style=b"1 1 1 rg")
+    return pdf_from_streams([shown + b"\n" + concealed])
 
 
 def hidden_docx(path: Path, visible: Sequence[str], hidden: Sequence[str]) -> Path:

@@ -21,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.files import lines_stream, pdf_from_streams  # noqa: E402
+
 PIAF = ROOT.parent / "shared" / "bench-data" / "piaf" / "piaf-v1.0.json"
 QUESTION = "Quel est le code du coffre de la société Zorglub ?"
 NEEDLE = "Le code du coffre de la société Zorglub est 4321."
@@ -28,36 +31,9 @@ LINE_CHARS = 95
 LINES_PER_PAGE = 22
 
 
-def _pdf_string(text: str) -> bytes:
-    """A PDF literal string in WinAnsi (Latin-1 here) with its special characters escaped."""
-    raw = text.encode("cp1252", errors="replace")
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
-
-
 def text_pdf(pages: list[list[str]]) -> bytes:
     """A PDF with one page per list of lines (Helvetica, WinAnsi encoding: French accents)."""
-    n = len(pages)
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
-    font = 3 + 2 * n
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode()]
-    for i, lines in enumerate(pages):
-        body = b"BT /F1 10 Tf 12 TL 50 760 Td " + b" ".join(b"(" + _pdf_string(line) + b") Tj T*"
-                                                         for line in lines) + b" ET"
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-                       f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
-        objects.append(b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_from_streams([lines_stream(lines) for lines in pages])
 
 
 def wrap(text: str, width: int = LINE_CHARS) -> list[str]:

@@ -285,19 +285,8 @@ def html_sections(raw: bytes | str) -> tuple[str, tuple[tuple[int, str], ...]]:
     reader = _VisibleText()
     reader.feed(raw)
     reader.close()
-    lines: list[str] = []
-    sections: list[tuple[int, str]] = []
-    offset = 0
-    for line in "".join(reader.pieces).split("\n"):
-        is_heading = _HEADING_MARK in line
-        line = " ".join(line.replace(_HEADING_MARK, " ").split())
-        if not line:
-            continue
-        if is_heading:
-            sections.append((offset, line))
-        lines.append(line)
-        offset += len(line) + 1
-    return "\n".join(lines), tuple(sections)
+    return _join_blocks((line.replace(_HEADING_MARK, " "), _HEADING_MARK in line)
+                        for line in "".join(reader.pieces).split("\n"))
 
 
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")

@@ -5,21 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def minimal_pdf(*pages: str) -> bytes:
-    """A PDF with one page per argument whose text layer is that text (ASCII), with a correct
-    cross-reference table."""
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
-    ]
-    font = 3 + 2 * len(pages)
-    for i, text in enumerate(pages):
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+def pdf_string(text: str) -> bytes:
+    """A PDF literal string in WinAnsi (Latin-1 here) with its special characters escaped."""
+    raw = text.encode("cp1252", errors="replace")
+    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+
+
+def pdf_from_streams(streams: list[bytes]) -> bytes:
+    """A PDF with one page per content stream (Helvetica as /F1, WinAnsi encoding), with a
+    correct cross-reference table."""
+    n = len(streams)
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n))
+    font = 3 + 2 * n
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {n} >>".encode()]
+    for i, body in enumerate(streams):
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
                        f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode())
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -30,6 +33,17 @@ def minimal_pdf(*pages: str) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def lines_stream(lines: list[str], size: int = 10, top: int = 760, style: bytes = b"") -> bytes:
+    """A content stream drawing `lines` from the top of the page down."""
+    shown = b" ".join(b"(" + pdf_string(line) + b") Tj T*" for line in lines)
+    return b"BT " + style + b" /F1 %d Tf %d TL 50 %d Td " % (size, size + 2, top) + shown + b" ET"
+
+
+def minimal_pdf(*pages: str) -> bytes:
+    """A PDF with one page per argument whose text layer is that text."""
+    return pdf_from_streams([lines_stream([text], size=12) for text in pages])
 
 
 def minimal_docx(path: Path, paragraphs: list[str], headings: dict[int, str] | None = None) -> Path:
