@@ -49,7 +49,7 @@ from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
-from qa.text import numbers, sentence_spans
+from qa.text import numbers, sentence_spans, without_markup
 from qa.translations import TranslationMemory, translation_memory_path
 from qa.types import Answer, Citation, Language, Passage, Preview
 
@@ -314,7 +314,8 @@ class Pipeline:
         declined = not draft or is_not_found(draft)
         unsupported = True
         if not declined:
-            text, citations, unsupported = self.verify(question, language, draft, turn.passages, turn.embed_passages)
+            text, citations, unsupported = self.verify(question, language, without_markup(draft), turn.passages,
+                                                         turn.embed_passages)
             if not unsupported:
                 return text, citations, False, draft
         if answerable(question, unsupported, best, declined=declined, confident=confident) \

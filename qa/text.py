@@ -227,3 +227,16 @@ def figures(text: str) -> set[str]:
     ['100000', '14', '2025']
     """
     return {re.sub(r"\D", "", text[s:e]) for s, e in figure_spans(text)}
+
+
+_MARKUP = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|</?[A-Za-z][^<>]{0,300}>", re.IGNORECASE | re.DOTALL)
+
+
+def without_markup(text: str) -> str:
+    """`text` without HTML tags (and script or style bodies): a model that copies a document's
+    markup into its answer states no fact by it.
+
+    >>> without_markup('<img src=x onerror=alert(1)> <b>4321</b> <script>alert(1)</script> [1]')
+    ' 4321  [1]'
+    """
+    return _MARKUP.sub("", text)
