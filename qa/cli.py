@@ -238,10 +238,16 @@ def cmd_docs(args: argparse.Namespace) -> int:
     if not paths:
         raise InputError("name files or folders to add, or --bundled for the article")
     embedder = make_embedder(settings.embedder, threads=settings.threads)
+    from tqdm import tqdm
+
     tty = sys.stderr.isatty()
-    with _bar(tty, "Embedding passages", "passage") as bar:
-        change = library.add_paths(paths, embedder, settings, progress=tty,
-                                   on_batch=lambda done, total: bar.update(done - bar.n, total))
+    with tqdm(desc="Embedding passages", unit="passage", disable=not tty, file=sys.stderr) as bar:
+
+        def embedded(done: int, total: int) -> None:  # passages are counted once read
+            bar.total = total
+            bar.update(done - bar.n)
+
+        change = library.add_paths(paths, embedder, settings, progress=tty, on_batch=embedded)
     for label, names in (("Added", change.added), ("Replaced", change.replaced),
                          ("Already there", change.skipped)):
         if names:
@@ -249,30 +255,6 @@ def cmd_docs(args: argparse.Namespace) -> int:
     print(f"{len(change.index.manifest.documents)} document(s), {len(change.index.chunks)} passages "
           f"in {_where(settings)}")
     return 0
-
-
-class _bar:
-    """A tqdm bar whose total is learnt at the first update (passages are counted after reading)."""
-
-    def __init__(self, enabled: bool, desc: str, unit: str) -> None:
-        self.enabled, self.desc, self.unit, self.bar, self.n = enabled, desc, unit, None, 0
-
-    def __enter__(self) -> _bar:
-        return self
-
-    def update(self, step: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
-        self.bar.update(step)
-        self.n += step
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _where(settings: Settings) -> str:

@@ -154,14 +154,19 @@ def test_a_touched_but_unchanged_file_is_read_once_then_remembered(settings, emb
     assert reads == [1] and embedder.calls == calls  # read once to compare, not rebuilt
 
 
+def rewrite_manifest(index_dir, change) -> None:
+    """Edit the current build's manifest.json in place, as an older version would have written it."""
+    path = index_module.current_build(index_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
 def test_an_index_without_a_files_stamp_is_checked_by_reading(settings, embedder, tmp_path):
     doc = tmp_path / "notes.txt"
     doc.write_text("Le chat dort sur le canapé.", encoding="utf-8")
     index_sources([str(doc)], embedder, settings)
-    manifest_path = index_module.current_build(settings.index_dir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["files_stamp"]  # as written before the stamp existed
-    manifest_path.write_text(json.dumps(manifest))
+    rewrite_manifest(settings.index_dir, lambda m: m.pop("files_stamp"))  # as before the stamp existed
     assert read_manifest(settings.index_dir).files_stamp == ""
     doc.write_text("Le chien aboie dans le jardin.", encoding="utf-8")
     assert "chien" in open_index(settings, embedder).chunks[0].text
@@ -184,10 +189,7 @@ def test_an_older_index_whose_files_are_gone_names_the_fix(settings, embedder, t
     doc = tmp_path / "gone.txt"
     doc.write_text("Un texte qui va disparaître.", encoding="utf-8")
     index_sources([str(doc)], embedder, settings)
-    manifest_path = index_module.current_build(settings.index_dir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["format_version"] = 1  # as written before the library
-    manifest_path.write_text(json.dumps(manifest))
+    rewrite_manifest(settings.index_dir, lambda m: m.update(format_version=1))  # as before the library
     doc.unlink()
     with pytest.raises(IndexMismatchError, match="older format.*qa index"):
         open_index(settings, embedder)
