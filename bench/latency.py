@@ -69,6 +69,16 @@ def cpu() -> dict:
     return info
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in kB: VmHWM, which an exec resets. Not `ru_maxrss`:
+    Linux carries the parent's peak into a child across fork and exec, so every child stack
+    reported the parent's 2.13 GB before this (docs/performance.md)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the nearest measure
+
+
 def median(values: list[float]) -> float:
     values = [v for v in values if v == v]
     return round(statistics.median(values), 3) if values else float("nan")
@@ -140,7 +150,7 @@ def run_stack(settings, questions, label: str) -> tuple[dict, list]:
         rows.append(row)
         print(f"{label}: {row['answer_s']:.2f} s (first content {row['first_content_s']:.2f} s, first token "
               f"{row['first_token_s']:.2f} s) | {answer.text[:90]}", file=sys.stderr, flush=True)
-    return summarize(rows, load_s=load_s, rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), prompts
+    return summarize(rows, load_s=load_s, rss=peak_rss()), prompts
 
 
 def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
@@ -151,7 +161,7 @@ def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
         "first_token_median_s": median([r["first_token_s"] for r in counted]),
         "prefill_tokens_per_s": median([r["prefill_tokens_per_s"] for r in counted]),
         "decode_tokens_per_s": median([r["decode_tokens_per_s"] for r in counted]),
-        "peak_rss_gb": round(rss / 1024 / 1024, 2),  # Linux: ru_maxrss in kilobytes
+        "peak_rss_gb": round(rss / 1024 / 1024, 2),  # kB
         "load_s": round(load_s, 2),
         "questions": len(counted),
         "rows": rows,
@@ -160,6 +170,7 @@ def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
 
 PEER = r'''
 import json, resource, sys, time
+from pathlib import Path
 from llama_cpp import Llama
 job = json.load(open(sys.argv[1]))
 kwargs = {"model_path": job["gguf"], "n_ctx": 4096, "verbose": False}  # default n_ctx (512) can't hold the prompts
@@ -189,7 +200,8 @@ for i, prompt in enumerate(job["prompts"]):
     rows.append({"first": (first or end) - start, "total": end - start, "new_tokens": new,
                  "prompt_tokens": len(prompt), "cached_tokens": cached, "text": "".join(pieces)})
 print(json.dumps({"rows": rows, "load_s": load_s,
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "rss": next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines()
+                              if l.startswith("VmHWM:"))}))
 '''
 
 
