@@ -1,9 +1,10 @@
 """`qa eval` with the reader's prompt size recorded: how many prompt tokens each question's
 reader call had, and how many of them were not in the KV cache (read at about 90 tokens/s).
 
-    python bench/prompt_size.py [--read N] [--following N] -- <qa eval arguments>
+    python bench/prompt_size.py [--read N] [--following N] [--order rank|best-last] [--titles yes|no]
+        -- <qa eval arguments>
 
-`--read` and `--following` set `qa.reader.reading_list`'s READ_SENTENCES and FOLLOWING for this
+The options set `qa.reader.reading_list`'s READ_SENTENCES, FOLLOWING, ORDER and TITLES for this
 run only (the file is not edited). Writes `<out>/prompt_tokens.json` next to `qa eval`'s report:
 per reader call, the question, prompt tokens, tokens found in the KV cache, tokens of the fixed
 beginning (rules and worked examples), and the medians. Measures only the llama.cpp engine.
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--read", type=int, help="READ_SENTENCES for this run")
     parser.add_argument("--following", type=int, help="FOLLOWING for this run")
+    parser.add_argument("--order", choices=["rank", "best-last"], help="ORDER for this run")
+    parser.add_argument("--titles", choices=["yes", "no"], help="TITLES for this run")
     parser.add_argument("eval_args", nargs=argparse.REMAINDER, help="arguments of `qa eval`, after --")
     args = parser.parse_args(argv)
     eval_args = [a for a in args.eval_args if a != "--"] if args.eval_args[:1] == ["--"] else args.eval_args
@@ -33,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     read = reader.READ_SENTENCES if args.read is None else args.read
     following = reader.FOLLOWING if args.following is None else args.following
-    reader.READ_SENTENCES, reader.FOLLOWING = read, following
-    reader.reading_list.__defaults__ = (read, following)  # the pipeline calls it with its defaults
+    order = reader.ORDER if args.order is None else args.order
+    titles = reader.TITLES if args.titles is None else args.titles == "yes"
+    reader.READ_SENTENCES, reader.FOLLOWING, reader.ORDER, reader.TITLES = read, following, order, titles
+    reader.reading_list.__defaults__ = (read, following, order, titles)  # the pipeline uses its defaults
 
     calls: list[dict] = []
     stream = LlamaCppGenerator.stream
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     def median(key: str) -> float | None:
         return statistics.median(c[key] for c in calls) if calls else None
 
-    summary = {"read_sentences": read, "following": following, "reader_calls": len(calls),
+    summary = {"read_sentences": read, "following": following, "order": order, "titles": titles,
+               "reader_calls": len(calls),
                "median_prompt_tokens": median("prompt_tokens"),
                "median_question_tokens": median("question_tokens"),
                "median_uncached_tokens": median("uncached_tokens"),

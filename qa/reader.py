@@ -26,6 +26,11 @@ from qa.types import Language
 # docs/quality.md#prompt-size.
 READ_SENTENCES = 6
 FOLLOWING = 1
+# The order passages are listed in: "rank" (passage [1] first) or "best-last" (the passage with
+# the best sentence nearest the question). Titles (a line without final punctuation, such as the
+# article's title) are read only when they introduce a list: docs/quality.md#the-reading-list.
+ORDER = "rank"
+TITLES = True
 NOT_FOUND = "NOT FOUND"
 
 # One fixed beginning for both languages, so the KV cache of the rules and worked examples is
@@ -86,11 +91,21 @@ def _with_context(texts: Sequence[str], k: int, following: int) -> set[int]:
     return chosen | set(range(start, end))
 
 
-def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES,
-                 following: int = FOLLOWING) -> list[tuple[int, str]]:
+def _title(text: str) -> bool:
+    """A heading-like line: no sentence-final punctuation.
+
+    >>> _title("La Stratégie IA de la Chine : Attirer Talents et Marché"), _title("Qui est concerné ?")
+    (True, False)
+    """
+    return not text.rstrip().endswith((".", "!", "?", ":", ";", "…", "»", "\"", "”", ")"))
+
+
+def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES, following: int = FOLLOWING,
+                 order: str = ORDER, titles: bool = TITLES) -> list[tuple[int, str]]:
     """(passage number, text) for each passage the model reads: its best-ranked sentences among
     the first `read` of `ranked`, each with the `following` sentences after it (and the list it
-    heads or belongs to), in reading order.
+    heads or belongs to), in reading order; passages by number, or with `order="best-last"` the
+    passage of the best sentence last. Without `titles`, a title is read only before its list.
 
     >>> from qa.types import Chunk, Passage
     >>> p = Passage(1, Chunk("d#0", "d", "d.txt", 0, 23, "Aa un. Bb deux. Cc trois.", "fr"), 1.0, 1.0)
@@ -101,16 +116,27 @@ def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES,
     """
     chosen: dict[int, set[int]] = {}
     passages = {}
-    for e in ranked[:read]:
+    taken = 0
+    for e in ranked:
+        if taken == read:
+            break
         spans = sentence_spans(e.passage.chunk)
         starts = [s for s, _ in spans]
         if e.start not in starts:
             continue
         texts = [e.passage.chunk.text[s:t] for s, t in spans]
+        k = starts.index(e.start)
+        if not titles and _title(texts[k]) and not (k + 1 < len(texts) and _BULLET.match(texts[k + 1])):
+            continue
+        taken += 1
         passages[e.passage.n] = (e.passage, spans)
-        chosen.setdefault(e.passage.n, set()).update(_with_context(texts, starts.index(e.start), following))
+        chosen.setdefault(e.passage.n, set()).update(_with_context(texts, k, following))
+    numbers = sorted(chosen)
+    if order == "best-last" and numbers:
+        first = next(e.passage.n for e in ranked if e.passage.n in chosen)
+        numbers = [n for n in numbers if n != first] + [first]
     out = []
-    for n in sorted(chosen):
+    for n in numbers:
         passage, spans = passages[n]
         text = passage.chunk.text
         lines = [" ".join(text[s:e].split()) for s, e in (spans[k] for k in sorted(chosen[n]))]
