@@ -5,7 +5,8 @@ not a measurement.
         [--service-s S]
 
 The service time S of one app process (seconds per answer while its queue never empties: the
-span of its answers over their number, median over the runs' processes, or `--service-s`) gives
+span of its answers over their number, median over the runs' processes; with `--dedicated` its CPU
+seconds per answer, what it would take with a core of its own; or `--service-s`) gives
 each process 60/S answers a minute, and the deployment `machines * processes-per-machine` times
 that. The waits before a process starts on a question are M/M/c ones: questions arrive at random
 (Poisson), service times exponential with mean S; then scaled by (1 + cv²) / 2, cv the measured
@@ -85,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machines", type=int, default=10)
     parser.add_argument("--processes-per-machine", type=int, default=2, help="one per core (QA_THREADS=1)")
     parser.add_argument("--service-s", type=float, help="seconds per answer of one process (default: measured)")
+    parser.add_argument("--dedicated", action="store_true",
+                        help="S = the processes' CPU seconds per answer (what a core of their own would take), "
+                             "not the seconds per answer on this shared machine")
     args = parser.parse_args(argv)
     runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.runs]
-    measured = [p["seconds_per_answer"] for r in runs for p in r["processes_detail"] if p["seconds_per_answer"]]
+    key = "cpu_s_per_answer" if args.dedicated else "seconds_per_answer"
+    measured = [p[key] for r in runs for p in r["processes_detail"] if p.get(key)]
     service = args.service_s or statistics.median(measured)
     gaps = [g for r in runs for g in service_times(r)]
     variation = statistics.pstdev(gaps) / statistics.fmean(gaps) if len(gaps) > 1 else 1.0
     servers = args.machines * args.processes_per_machine
     capacity = 60 * servers / service
-    out = {"service_s": round(service, 2), "measured_service_s": measured, "processes": servers,
+    out = {"service_s": round(service, 2), "measured_service_s": measured, "from": key, "processes": servers,
            "service_gaps": {"n": len(gaps), "median_s": round(statistics.median(gaps), 2) if gaps else None,
                             "variation": round(variation, 2)},
            "capacity_per_minute": round(capacity, 1),
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         out["store"] = {"active_share_of_answering": [s["active_share_of_answering"] for s in stores],
                         "active_s_per_answer": [s["active_s_per_answer"] for s in stores],
                         "question_ms": [(s.get("probe") or {}).get("question_ms") for s in stores],
+                        "cpu_share": [s.get("cpu_share") for s in stores],
                         # seconds of PostgreSQL backend time per second, the deployment at capacity
                         "store_busy_at_capacity": round(capacity / 60 * max(s["active_s_per_answer"]
                                                                             for s in stores), 3)}

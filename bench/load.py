@@ -21,9 +21,10 @@ about the PDF and must get its answer (the store's "reloaded when another proces
 Recorded, per process and overall: answers a minute, each answer's time from submission to its
 verified answer (queueing included: a process answers one question at a time), p50/p95, errors,
 whether each answer is right and in its own conversation (its history holds only that visitor's
-questions), the processes' peak RSS, PostgreSQL's (its processes' RSS and PSS summed) and the
-time its backends spent executing statements (`pg_stat_database.active_time`), the load average,
-and whether every process is still up at the end.
+questions), the processes' peak RSS and CPU seconds (per answer: what a dedicated core would
+take), PostgreSQL's (its processes' RSS and PSS summed, CPU seconds, the time its backends spent
+executing statements: `pg_stat_database.active_time`, and a question's store calls timed from a
+process of its own), the load average, and whether every process is still up at the end.
 """
 
 from __future__ import annotations
@@ -119,6 +120,19 @@ def tree_memory(pid: int, pss: bool = False) -> int:
     except Exception:  # the process is gone: nothing to sample
         return 0
     return 0
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) used so far by `pid`, its children, and the children it has
+    reaped (a PostgreSQL backend that closed); 0 once gone."""
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        times = [p.cpu_times() for p in [process, *process.children(recursive=True)]]
+        return sum(t.user + t.system + t.children_user + t.children_system for t in times)
+    except Exception:  # psutil missing or the process gone
+        return 0.0
 
 
 class PeakMemory:
@@ -351,6 +365,8 @@ def run(visitors: int, per_visitor: int, pages: int, style: str, work: Path, sto
         ready_s = time.monotonic() - started
         time.sleep(11 if postgres else 0)  # the backends report their start-up's statistics when idle 10 s
         before = postgres.statistics() if postgres else None
+        cpu_before = [tree_cpu(server.process.pid) for server in servers]
+        pg_cpu_before = tree_cpu(postgres.server.get_pid()) if postgres else 0.0
         start = threading.Barrier(visitors)
         uploaded = threading.Event()
         results: list[dict] = [{} for _ in range(visitors)]
@@ -374,6 +390,8 @@ def run(visitors: int, per_visitor: int, pages: int, style: str, work: Path, sto
             t.join()
         wall_s = time.monotonic() - began
         load_after = list(os.getloadavg())
+        cpu = [tree_cpu(server.process.pid) - b for server, b in zip(servers, cpu_before, strict=True)]
+        pg_cpu = tree_cpu(postgres.server.get_pid()) - pg_cpu_before if postgres else 0.0
         up = [server.process.poll() is None and server.up() for server in servers]
     finally:
         for server in servers:
@@ -396,7 +414,10 @@ def run(visitors: int, per_visitor: int, pages: int, style: str, work: Path, sto
         per_process.append({"process": p, "visitors": len(mine),
                             **summary([a for r in mine for a in r.get("answers", [])],
                                       sum(len(r.get("errors", [])) for r in mine), began),
-                            "peak_rss_mb": round(server.peak_rss / 2**20), "up_after": up[p]})
+                            "cpu_s": round(cpu[p], 1), "peak_rss_mb": round(server.peak_rss / 2**20),
+                            "up_after": up[p]})
+        detail = per_process[-1]
+        detail["cpu_s_per_answer"] = round(cpu[p] / detail["answers"], 2) if detail["answers"] else None
     overall = summary(answers, sum(len(r.get("errors", [])) for r in results), began)
     for r in results:
         for a in r.get("answers", []):
@@ -424,6 +445,7 @@ def run(visitors: int, per_visitor: int, pages: int, style: str, work: Path, sto
             "active_s": round(active_s, 2), "commits": after["commits"] - before["commits"],
             "active_share_of_answering": round(active_s / (processes * wall_s), 4),
             "active_s_per_answer": round(active_s / len(answers), 3) if answers else None,
+            "cpu_s": round(pg_cpu, 2), "cpu_share": round(pg_cpu / (pg_cpu + sum(cpu)), 4) if sum(cpu) else None,
             "probe": probe}
     figures["visitors_detail"] = results
     return figures
