@@ -227,3 +227,31 @@ def test_the_real_stack_answers_the_same_from_postgresql(real_pipeline, store_ur
     assert [(c.n, c.chunk.chunk_id, c.quote) for c in answer.citations] == \
         [(c.n, c.chunk.chunk_id, c.quote) for c in expected.citations]
     assert [p.chunk.chunk_id for p in answer.passages] == [p.chunk.chunk_id for p in expected.passages]
+
+
+@pytest.mark.usefixtures("model_always_drafts")
+def test_a_document_added_through_one_web_page_is_answered_from_through_another(pg_settings, tmp_path, monkeypatch):
+    import app
+    from tests.files import minimal_pdf
+
+    index_sources([BUNDLED], FakeEmbedder(), pg_settings)
+    engines = []
+    for _ in range(2):  # two app processes: their own store objects and connections, both loaded
+        monkeypatch.setattr(PostgresStore, "_open", {})
+        engine = app.Engine(pg_settings, embedder=FakeEmbedder(), shared_library=True,
+                            generator=FakeGenerator(replies=[" le code du coffre de Zorglub est 4321 [1]."]))
+        engine.base()
+        engines.append(engine)
+    first, second = engines
+    assert first.base().store is not second.base().store
+    pdf = tmp_path / "rapport.pdf"
+    pdf.write_bytes(minimal_pdf("Introduction du rapport.", "Le coffre de Zorglub s'ouvre avec le code 4321."))
+    app.upload(first, [str(pdf)], None)
+
+    assert "rapport.pdf" in app.removable(second, None)
+    chat, sources, _, _ = list(app.chat(second, "Quel est le code du coffre de Zorglub ?", [], None, 4, 64))[-1]
+    assert "4321" in chat[-1]["content"] and "rapport.pdf" in sources.split("<details")[0]
+
+    app.remove_documents(second, ["rapport.pdf"], None)  # and back: removed through the second
+    assert "rapport.pdf" not in app.removable(first, None)
+    assert [e.name for e in first.base().index.manifest.documents] == [BUNDLED_NAME]
