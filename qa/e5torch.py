@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,7 +174,7 @@ class E5Tokenizer:
                 self._lookup.setdefault(piece[:k], -1)
             self._lookup[piece] = i
         self._scores = model.scores.tolist()
-        self._unk_score = float(model.scores.min()) - UNK_PENALTY
+        self._unk_score = float(np.float32(model.scores.min()) - np.float32(UNK_PENALTY))
 
     def normalise(self, text: str) -> str:
         """The text as the engine searches it (a C string ends at a NUL byte): spaces become the
@@ -186,12 +187,14 @@ class E5Tokenizer:
         return [self.viterbi(self.normalise(t)) for t in texts]
 
     def viterbi(self, text: str) -> list[int]:
-        """Best-scoring segmentation of a normalised text into piece ids (ties: the first found)."""
+        """Best-scoring segmentation of a normalised text into piece ids. Scores add up in float32,
+        as in e5.c, so that ties ("xxxx...") break the same way (the first segmentation found)."""
         n = len(text)
-        best = [-1e30] * (n + 1)
+        best = array("f", [-1e30]) * (n + 1)
         piece = [0] * (n + 1)
         start = [0] * (n + 1)
         best[0] = 0.0
+        total = array("f", [0.0])  # rounds each sum to float32
         get, scores, unk_score = self._lookup.get, self._scores, self._unk_score
         for i in range(n):
             base = best[i]
@@ -199,10 +202,13 @@ class E5Tokenizer:
                 idx = get(text[i:end])
                 if idx is None:
                     break
-                if idx >= 0 and base + scores[idx] > best[end]:
-                    best[end], piece[end], start[end] = base + scores[idx], idx, i
-            if base + unk_score > best[i + 1]:
-                best[i + 1], piece[i + 1], start[i + 1] = base + unk_score, -1, i
+                if idx >= 0:
+                    total[0] = base + scores[idx]
+                    if total[0] > best[end]:
+                        best[end], piece[end], start[end] = total[0], idx, i
+            total[0] = base + unk_score
+            if total[0] > best[i + 1]:
+                best[i + 1], piece[i + 1], start[i + 1] = total[0], -1, i
         out, i = [], n
         while i > 0:
             out.append(self.model.unk if piece[i] < 0 else piece[i])

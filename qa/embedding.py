@@ -210,7 +210,7 @@ def missing_cpu_features(cpuinfo: str | None = None, machine: str | None = None)
 def cpu_flags(cpuinfo: str | None = None) -> list[str] | None:
     """The first `flags` line of /proc/cpuinfo (or of `cpuinfo`); None where there is none.
 
-    >>> cpu_flags("processor : 0\nflags : fpu avx2 avx512_bf16\n")
+    >>> cpu_flags("processor : 0\\nflags : fpu avx2 avx512_bf16\\n")
     ['fpu', 'avx2', 'avx512_bf16']
     """
     if cpuinfo is None:
