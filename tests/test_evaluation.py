@@ -153,7 +153,8 @@ def test_evaluate_writes_json_markdown_and_plots(tmp_path: Path, testset: Path, 
     on_disk = json.loads((out / "report.json").read_text(), parse_constant=pytest.fail)
     assert on_disk == report
     assert report["config"]["kind"] == "testset"
-    assert report["config"]["models"] == {"embedder": "fake-embedder", "llm": "scripted-generator"}
+    assert report["config"]["models"] == {"embedder": "fake-embedder", "evidence_embedder": "fake-embedder",
+                                          "llm": "scripted-generator"}
     assert report["config"]["settings"]["top_k"] == 2
     assert "git_commit" in report["config"] and report["config"]["date"]
     assert set(report["metrics"]) == {"all", "fr", "en"}
