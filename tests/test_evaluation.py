@@ -35,7 +35,8 @@ def fake_index(texts: dict[str, str], settings: Settings, embedder: FakeEmbedder
 
 def fake_settings(tmp_path: Path) -> Settings:
     """Generative style: the scripted replies below are the answers being judged."""
-    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2,
+    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2, embedder="fake",
+                    evidence_embedder="fake",
                     chunk_size=120, chunk_overlap=40, threads=1, answer_style="generative")
 
 

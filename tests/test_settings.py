@@ -47,7 +47,8 @@ def test_an_unknown_engine_is_refused_with_the_choices():
 
 
 def test_the_evidence_embedder_has_its_own_variable_and_defaults_to_the_one_thresholds_were_set_on():
-    assert Settings.from_env(env={}).evidence_embedder == "use-multilingual"
+    default = Settings.from_env(env={})
+    assert (default.embedder, default.evidence_embedder) == ("multilingual-e5-small", "use-multilingual")
     env = {"QA_EMBEDDER": "multilingual-e5-small", "QA_EVIDENCE_EMBEDDER": "minilm"}
     s = Settings.from_env(env=env)
     assert (s.embedder, s.evidence_embedder) == ("multilingual-e5-small", "minilm")
