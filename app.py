@@ -119,8 +119,10 @@ class Engine:
 
     def models_line(self) -> str:
         embedder = getattr(self._base.embedder, "name", None) or self.settings.embedder
+        evidence = getattr(self._base.evidence_embedder, "name", None) or self.settings.evidence_embedder
         llm = getattr(self._base.generator, "name", None) or self.settings.llm
-        return f"Modèles / Models — embedder: `{embedder}` · LLM: `{llm}`"
+        evidence = "" if evidence == embedder else f" (evidence: `{evidence}`)"
+        return f"Modèles / Models — embedder: `{embedder}`{evidence} · LLM: `{llm}`"
 
 
 def _gr():

@@ -101,8 +101,8 @@ def child(argv: list[str]) -> int:
 
 def env_for(work: Path) -> dict[str, str]:
     env = dict(os.environ, QA_INDEX_DIR=str(work / "index"), QA_CACHE_DIR=str(work / "cache"),
-               QA_EMBEDDER="crash-fake", QA_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
-               QA_ANSWER_STYLE="extractive")
+               QA_EMBEDDER="crash-fake", QA_EVIDENCE_EMBEDDER="crash-fake", QA_THREADS="1",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), QA_ANSWER_STYLE="extractive")
     return env
 
 
@@ -144,7 +144,8 @@ def answers(work: Path) -> bool:
     from qa.settings import Settings
 
     settings = Settings.from_env(env={}, index_dir=work / "index", cache_dir=work / "cache",
-                                 embedder="crash-fake", threads=1, answer_style="extractive")
+                                 embedder="crash-fake", evidence_embedder="crash-fake", threads=1,
+                                 answer_style="extractive")
     class Generator:
         name = "crash-fake-llm"
 

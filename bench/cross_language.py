@@ -77,7 +77,8 @@ def main() -> None:
     passages = TranslationMemory(args.work / "passages.json")
     asked = TranslationMemory(args.work / "questions.json")
     pipeline = Pipeline(settings, embedder=embedder, index=index, translations=passages).load()
-    translator = Pipeline(settings, embedder=embedder, index=index, generator=pipeline.generator,
+    translator = Pipeline(settings, embedder=embedder, evidence_embedder=pipeline.evidence_embedder,
+                          index=index, generator=pipeline.generator,
                           translations=asked).load()
     english = ["".join(translator.translate(q.question, "fr", "en")).strip() for q in questions]
     for q, text in zip(questions, english, strict=True):

@@ -74,6 +74,7 @@ def main() -> None:
     process, url = start_server(gguf, settings.threads, work / "server.log")
     try:
         served = Pipeline(settings.with_(llm=f"openai:{args.llm}@{url}"), embedder=embedded.embedder,
+                          evidence_embedder=embedded.evidence_embedder,
                           index=embedded.index, translations=TranslationMemory(None)).load()
         stacks = {"in process": embedded, "server": served}
         for pipeline in stacks.values():

@@ -11,19 +11,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa.citations import location, strip_markers
+from qa.embedding import E5_NAME, USE_NAME
 from qa.errors import IndexNotFoundError, InputError, QAError
-from qa.settings import ANSWER_STYLES, DEFAULT_LLM, ENGINES, Settings
+from qa.settings import ANSWER_STYLES, DEFAULT_EMBEDDER, DEFAULT_EVIDENCE_EMBEDDER, DEFAULT_LLM, ENGINES, Settings
 from qa.types import Answer, Preview
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EMBEDDER_HELP = (f"the index's embedder (passages, and questions for retrieval): {DEFAULT_EMBEDDER} (default), "
+                 f"{USE_NAME if DEFAULT_EMBEDDER != USE_NAME else E5_NAME}, minilm, a folder or a hub id")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-dir", type=Path, help="where the index lives (default: index/, or $QA_INDEX_DIR)")
     parser.add_argument("--store", help="keep the library in PostgreSQL with pgvector instead: postgresql://... "
                                         "(or $QA_STORE)")
-    parser.add_argument("--embedder", help="embedder: use-multilingual (default), minilm, a folder or a hub id")
+    parser.add_argument("--embedder", help=EMBEDDER_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
 
@@ -31,6 +34,9 @@ LLM_HELP = (f"generator: {DEFAULT_LLM} (default) or the other packaged model (qw
             "qwen2.5-coder-1.5b), a .gguf file, a transformers folder, a hub id, or an OpenAI-compatible "
             "server: openai:<model>@<base-url>")
 ENGINE_HELP = "how packaged models run: llama.cpp (default, fast) or transformers (reference)"
+EVIDENCE_HELP = (f"the embedder that scores evidence sentences and checks off-topic questions and translations "
+                 f"(its thresholds were set on {DEFAULT_EVIDENCE_EMBEDDER}): {DEFAULT_EVIDENCE_EMBEDDER} (default), "
+                 "or any --embedder name; the same model as --embedder is loaded once")
 STYLE_HELP = ("direct (default): the model's own short answer, checked, the best evidence shown first; "
               "extractive: quote or translate the best evidence sentences; "
               "generative: the model's verified answer from whole passages")
@@ -64,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help=LLM_HELP)
     p.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
     p.add_argument("--answer-style", choices=ANSWER_STYLES, help=STYLE_HELP)
+    p.add_argument("--evidence-embedder", help=EVIDENCE_HELP)
     _common(p)
 
     p = sub.add_parser("translate", help="translate the indexed documents' sentences once, ahead of "
@@ -87,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", help=LLM_HELP)
     p.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
     p.add_argument("--answer-style", choices=ANSWER_STYLES, help=STYLE_HELP)
+    p.add_argument("--evidence-embedder", help=EVIDENCE_HELP)
     p.add_argument("--limit", type=int, help="ask at most N questions")
     p.add_argument("--retrieval-only", action="store_true", help="skip answers: retrieval metrics only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for SQuAD-format files")
@@ -123,6 +131,7 @@ def _quiet_libraries(verbose: bool) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(index_dir=getattr(args, "index_dir", None), store=getattr(args, "store", None),
                              embedder=getattr(args, "embedder", None),
+                             evidence_embedder=getattr(args, "evidence_embedder", None),
                              llm=getattr(args, "llm", None), top_k=getattr(args, "top_k", None),
                              answer_style=getattr(args, "answer_style", None),
                              engine=getattr(args, "engine", None))

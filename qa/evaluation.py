@@ -224,14 +224,15 @@ def git_commit() -> str | None:
 
 
 def config(kind: str, path: Path, settings: Settings, embedder: str, llm: str | None,
-           **extra: object) -> dict:
-    """The "config" part of a report: what was measured, with what, when."""
+           evidence_embedder: str | None = None, **extra: object) -> dict:
+    """The "config" part of a report: what was measured, with what, when (`evidence_embedder`:
+    the one that scored the answers' evidence, None when nothing was answered)."""
     return {
         "kind": kind,
         "testset": str(path),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": git_commit(),
-        "models": {"embedder": embedder, "llm": llm},
+        "models": {"embedder": embedder, "evidence_embedder": evidence_embedder, "llm": llm},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         **extra,
     }
@@ -304,8 +305,9 @@ def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
                                "retrieval_hits": list(o.retrieval_hits)}}
                 for row, o in zip(rows, outcomes, strict=True)]
     llm = getattr(pipeline.generator, "name", None) if answers else settings.llm
+    evidence = getattr(pipeline.evidence_embedder, "name", None) if answers else None
     return {
-        "config": config("testset", path, settings, embedder.name, llm, limit=limit,
+        "config": config("testset", path, settings, embedder.name, llm, evidence, limit=limit,
                          answers=answers, questions=len(items), unreachable=unreachable,
                          translations=memory_note),
         "metrics": results,

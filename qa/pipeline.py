@@ -27,7 +27,7 @@ from qa.decision import (
     names_everything_asked,
     strong,
 )
-from qa.embedding import Embedder, make_embedder
+from qa.embedding import Embedder, make_embedder, same_embedder
 from qa.errors import (
     CorpusError,
     InputError,
@@ -149,10 +149,17 @@ _LEADS = {*QUOTE_LEAD.values(), *TRANSLATED_LEAD.values(), *ANSWER_PREFIX.values
 
 @dataclass
 class Pipeline:
-    """Loads its parts lazily, once; `stream` and `ask` answer questions."""
+    """Loads its parts lazily, once; `stream` and `ask` answer questions.
+
+    Two embedders: `embedder` is the index's (its passages, and the question for dense
+    retrieval); `evidence_embedder` scores evidence sentences, and its cosines decide off-topic
+    questions and check translations, against thresholds calibrated on one model
+    (docs/retrieval.md). When the settings name the same model for both, one instance serves both.
+    """
 
     settings: Settings = field(default_factory=Settings.from_env)
     embedder: Embedder | None = None
+    evidence_embedder: Embedder | None = None
     generator: Generator | None = None
     index: Index | None = None
     progress: bool = False
@@ -166,6 +173,9 @@ class Pipeline:
         s = self.settings
         if self.embedder is None:
             self.embedder = make_embedder(s.embedder, threads=s.threads)
+        if self.evidence_embedder is None:
+            self.evidence_embedder = (self.embedder if same_embedder(s.evidence_embedder, s.embedder)
+                                      else make_embedder(s.evidence_embedder, threads=s.threads))
         if self.index is None:
             self.index = open_library(s, self.embedder, progress=self.progress)
             self.store = make_store(s)
@@ -188,6 +198,8 @@ class Pipeline:
                 log.info("%s can't score replies: the extractive style skips its query-likelihood rerank of "
                          "evidence sentences", getattr(self.generator, "name", "the generator"))
             self.embedder.embed_batch(["warm up"], "query")
+            if self.evidence_embedder is not self.embedder:
+                self.evidence_embedder.embed_batch(["warm up"], "passage")
             detect_language("warm up")
             in_neither_language("warm up the detectors")  # its six languages' models: about 1 s
             if self.settings.answer_style == "direct" and hasattr(self.generator, "warm"):
@@ -199,7 +211,8 @@ class Pipeline:
         """This pipeline with other answer-time settings (passages, answer length and style),
         sharing its loaded models, index and translation memory. Settings that would need
         other models or another index are refused."""
-        for name in ("embedder", "llm", "index_dir", "store", "chunk_size", "chunk_overlap", "cache_dir", "threads"):
+        for name in ("embedder", "evidence_embedder", "llm", "index_dir", "store", "chunk_size", "chunk_overlap",
+                     "cache_dir", "threads"):
             if getattr(settings, name) != getattr(self.settings, name):
                 raise SettingsError(f"{name} can't change on a loaded pipeline: make a new one")
         return replace(self, settings=settings)
@@ -208,8 +221,8 @@ class Pipeline:
         """A pipeline over `index` (an extended copy, say) sharing this one's models and
         translation memory."""
         self.load()
-        return Pipeline(self.settings, embedder=self.embedder, generator=self.generator,
-                        index=index, translations=self.translations,
+        return Pipeline(self.settings, embedder=self.embedder, evidence_embedder=self.evidence_embedder,
+                        generator=self.generator, index=index, translations=self.translations,
                         _sentence_vectors=self._sentence_vectors).load()
 
     def refresh(self) -> Pipeline:
@@ -227,7 +240,9 @@ class Pipeline:
         return self._retriever
 
     def models(self) -> dict[str, str]:
-        return {"embedder": getattr(self.embedder, "name", "?"), "llm": getattr(self.generator, "name", "?")}
+        return {"embedder": getattr(self.embedder, "name", "?"),
+                "evidence_embedder": getattr(self.evidence_embedder, "name", "?"),
+                "llm": getattr(self.generator, "name", "?")}
 
     def stream(self, question: str, top_k: int | None = None) -> Iterator[str | Preview | Answer]:
         """Yield the answer as it is written, then the verified `Answer`.
@@ -265,9 +280,10 @@ class Pipeline:
                     first_piece.append(time.perf_counter())
                 yield piece
 
+        evidence = self.evidence_embedder  # the retriever embedded the question with the index's
         turn = _Turn(question, language, list(passages),
-                     remembering(lambda texts: self.embedder.embed_batch(texts, "passage"), self._sentence_vectors),
-                     lambda texts: self.embedder.embed_batch(texts, "query"))
+                     remembering(lambda texts: evidence.embed_batch(texts, "passage"), self._sentence_vectors),
+                     lambda texts: evidence.embed_batch(texts, "query"))
         ranked = rank_sentences(question, language, passages, turn.embed_query, turn.embed_passages)
         if not ranked or max(e.cosine for e in ranked) < OFF_TOPIC_COSINE:  # about something else
             yield from shown(iter([OFF_TOPIC[language]]))
@@ -482,7 +498,7 @@ class Pipeline:
             return 0.0
         if not kept_names(source, translation):
             return 0.0
-        vectors = self.embedder.embed_batch([source, translation], "passage")
+        vectors = self.evidence_embedder.embed_batch([source, translation], "passage")
         return float(vectors[0] @ vectors[1])
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
@@ -497,7 +513,7 @@ class Pipeline:
         """Keep the draft's supported sentences with their citations; abstain when none is left."""
         if not draft or is_abstention(draft) or not passages:
             return ABSTENTION[language], [], True
-        embed = embed_passages or (lambda texts: self.embedder.embed_batch(texts, "passage"))
+        embed = embed_passages or (lambda texts: self.evidence_embedder.embed_batch(texts, "passage"))
         checker = SupportChecker(embed, list(passages))
         kept_sentences: list[str] = []
         plain: list[str] = []

@@ -146,7 +146,8 @@ def render_markdown(report: Mapping) -> str:
         "",
         f"- test set: `{config.get('testset')}` ({config.get('kind', 'testset')}, "
         f"{config.get('questions', '?')} questions, {len(rows)} answered)",
-        f"- models: embedder `{models.get('embedder')}`, generator `{models.get('llm')}`",
+        f"- models: embedder `{models.get('embedder')}`, evidence embedder `{models.get('evidence_embedder')}`, "
+        f"generator `{models.get('llm')}`",
         f"- settings: top_k {settings.get('top_k')}, chunks {settings.get('chunk_size')}"
         f"/{settings.get('chunk_overlap')}, max_new_tokens {settings.get('max_new_tokens')}",
         f"- git commit: {_code(config.get('git_commit')) or 'unknown'}; date: {config.get('date')}",

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from qa.errors import SettingsError
 
-DEFAULT_EMBEDDER = "use-multilingual"
+# The index's embedder (passages, and the question for dense retrieval), and the one that scores
+# evidence sentences, decides off-topic questions and checks translations: its cosine thresholds
+# (qa.decision, qa.citations, TRANSLATION_SUPPORT) were calibrated on USE. e5 indexing with USE
+# scoring answered 0.78 of the test set right against 0.73 for USE alone (docs/retrieval.md).
+DEFAULT_EMBEDDER = "multilingual-e5-small"
+DEFAULT_EVIDENCE_EMBEDDER = "use-multilingual"
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 # "extractive": the answer quotes (or translates) the best evidence sentences, and the model's
 # checked draft decides whether to abstain when the evidence is weak; "generative": the model's
@@ -35,6 +40,7 @@ class Settings:
     store: str = ""
     cache_dir: Path = default_cache_dir()
     embedder: str = DEFAULT_EMBEDDER
+    evidence_embedder: str = DEFAULT_EVIDENCE_EMBEDDER  # the same model as `embedder`: one instance
     llm: str = DEFAULT_LLM
     top_k: int = 4
     chunk_size: int = 600  # characters; passages are whole sentences up to this size
@@ -88,8 +94,8 @@ class Settings:
             raise SettingsError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.store and not self.store.startswith(("postgresql://", "postgres://")):
             raise SettingsError(f"store must be empty (the index folder) or a postgresql:// URL, got {self.store!r}")
-        if not self.embedder.strip() or not self.llm.strip():
-            raise SettingsError("embedder and llm names must not be empty")
+        if not self.embedder.strip() or not self.evidence_embedder.strip() or not self.llm.strip():
+            raise SettingsError("embedder, evidence_embedder and llm names must not be empty")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

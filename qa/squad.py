@@ -363,12 +363,13 @@ def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = Non
     baselines = retrieval_baselines(index, embedder, retrieval_cases(questions), progress=progress)
     rows: list[dict] = []
     results: dict = {}
-    llm = settings.llm
+    llm, evidence = settings.llm, None
     if answers:
         bench = Pipeline(settings=settings, embedder=embedder, index=index, progress=progress,
                          translations=TranslationMemory(None),  # measured as if asked first
+                         evidence_embedder=pipeline.evidence_embedder if pipeline is not None else None,
                          generator=pipeline.generator if pipeline is not None else None).load()
-        llm = getattr(bench.generator, "name", llm)
+        llm, evidence = getattr(bench.generator, "name", llm), getattr(bench.evidence_embedder, "name", None)
         rows = run_squad(bench, questions, settings.top_k, progress)
         by_id = {q.id: q for q in questions}
         scores = [score_row(row, by_id[row["id"]]) for row in rows]
@@ -378,7 +379,7 @@ def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = Non
                  "failure": squad_failure(s), "exact_match": s.exact_match, "f1": s.f1}
                 for row, s in zip(rows, scores, strict=True)]
     return {
-        "config": config("squad", squad.path, settings, embedder.name, llm, limit=limit, seed=seed,
+        "config": config("squad", squad.path, settings, embedder.name, llm, evidence, limit=limit, seed=seed,
                          part=part, answers=answers, questions=len(questions),
                          corpus={"paragraphs": len(squad.documents),
                                  "passages": len(index.chunks),

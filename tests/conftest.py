@@ -35,7 +35,8 @@ def settings(tmp_path) -> Settings:
     """Fake models; the extractive style, which most unit tests were written for (the direct
     style's tests ask for it)."""
     return Settings.from_env(env={}, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache",
-                             embedder="fake", threads=1, answer_style="extractive")
+                             embedder="fake", evidence_embedder="fake", threads=1,
+                             answer_style="extractive")
 
 
 @pytest.fixture

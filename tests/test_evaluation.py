@@ -35,7 +35,8 @@ def fake_index(texts: dict[str, str], settings: Settings, embedder: FakeEmbedder
 
 def fake_settings(tmp_path: Path) -> Settings:
     """Generative style: the scripted replies below are the answers being judged."""
-    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2,
+    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2, embedder="fake",
+                    evidence_embedder="fake",
                     chunk_size=120, chunk_overlap=40, threads=1, answer_style="generative")
 
 
@@ -153,7 +154,8 @@ def test_evaluate_writes_json_markdown_and_plots(tmp_path: Path, testset: Path, 
     on_disk = json.loads((out / "report.json").read_text(), parse_constant=pytest.fail)
     assert on_disk == report
     assert report["config"]["kind"] == "testset"
-    assert report["config"]["models"] == {"embedder": "fake-embedder", "llm": "scripted-generator"}
+    assert report["config"]["models"] == {"embedder": "fake-embedder", "evidence_embedder": "fake-embedder",
+                                          "llm": "scripted-generator"}
     assert report["config"]["settings"]["top_k"] == 2
     assert "git_commit" in report["config"] and report["config"]["date"]
     assert set(report["metrics"]) == {"all", "fr", "en"}

@@ -130,7 +130,8 @@ def test_the_fast_engine_answers_like_the_reference_engine(real_settings, tmp_pa
 
     settings = real_settings.with_(llm="qwen2.5-coder-0.5b", answer_style="direct", index_dir=tmp_path / "index")
     fast = Pipeline(settings.with_(engine="llama.cpp")).load()
-    reference = Pipeline(settings.with_(engine="transformers"), embedder=fast.embedder, index=fast.index).load()
+    reference = Pipeline(settings.with_(engine="transformers"), embedder=fast.embedder,
+                         evidence_embedder=fast.evidence_embedder, index=fast.index).load()
     for question in ("Combien de modèles dérivés ont été construits sur Qwen ?",
                      "When was the US AI Action Plan published?",
                      "Quel salaire exact DeepSeek propose-t-il ?"):

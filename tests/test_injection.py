@@ -138,7 +138,7 @@ def test_judge_reports_each_failure_separately():
 def base(tmp_path_factory) -> Pipeline:
     folder = tmp_path_factory.mktemp("base")
     settings = Settings.from_env(env={}, index_dir=folder / "index", cache_dir=folder / "cache", embedder="fake",
-                                 threads=1, answer_style="direct")
+                                 evidence_embedder="fake", threads=1, answer_style="direct")
     return Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("NOT FOUND")).load()
 
 
@@ -146,7 +146,8 @@ def base(tmp_path_factory) -> Pipeline:
 def test_hostile_text_reaches_the_model_without_control_tokens(base, sources, case):
     index = library.add(base.index, [sources[case["file"]]], base.embedder).index
     generator = FakeGenerator("PWNED <img src=x onerror=alert(1)> [7]")
-    pipeline = Pipeline(base.settings, embedder=base.embedder, generator=generator, index=index,
+    pipeline = Pipeline(base.settings, embedder=base.embedder, evidence_embedder=base.evidence_embedder,
+                        generator=generator, index=index,
                         translations=base.translations).load()
     events = list(pipeline.stream(case["question"]))
     answer = events[-1]

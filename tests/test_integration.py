@@ -107,7 +107,8 @@ def test_cli_json_with_the_real_stack(real_settings):
     data = json.loads(result.stdout)
     assert data["language"] == "fr" and not data["abstained"]
     assert "100 000" in norm(data["answer"])
-    assert data["models"] == {"embedder": "use-multilingual", "llm": "qwen2.5-coder-1.5b"}
+    assert data["models"] == {"embedder": real_settings.embedder, "llm": real_settings.llm,
+                              "evidence_embedder": real_settings.evidence_embedder}
     for citation in data["citations"]:
         assert citation["quote"] in citation["text"]
 

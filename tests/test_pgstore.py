@@ -219,6 +219,7 @@ def test_the_real_stack_answers_the_same_from_postgresql(real_pipeline, store_ur
     # another batch may differ in its last bits, and a tie between two sentences then breaks
     # the other way; the stores, not the batching, are compared here.
     in_postgres = Pipeline(settings, embedder=real_pipeline.embedder, generator=real_pipeline.generator,
+                           evidence_embedder=real_pipeline.evidence_embedder,
                            translations=real_pipeline.translations,
                            _sentence_vectors=real_pipeline._sentence_vectors).load()
     assert isinstance(in_postgres.index.vectors, Vectors)

@@ -119,7 +119,7 @@ def test_json_has_the_documented_shape(settings):
                          "timings", "models", "draft"}
     assert set(data["citations"][0]) >= {"n", "chunk_id", "source", "text", "start", "end", "quote"}
     assert set(data["passages"][0]) == {"n", "chunk_id", "source", "text", "score", "page", "section"}
-    assert data["models"] == {"embedder": "fake", "llm": "fake-llm"}
+    assert data["models"] == {"embedder": "fake", "evidence_embedder": "fake", "llm": "fake-llm"}
     scores = [p["score"] for p in data["passages"]]
     assert scores == sorted(scores, reverse=True)
 
@@ -581,3 +581,106 @@ def test_a_claim_in_neither_french_nor_english_is_dropped(settings, monkeypatch)
     assert "100 000" in answer and "Hola" not in answer
     monkeypatch.setattr(qa.pipeline, "in_neither_language", lambda text: False)
     assert "Hola amigo" in ask()  # what the check removes
+
+
+# -- two embedders: the index's for retrieval, another for the evidence ---------------------------
+
+
+class Recording(FakeEmbedder):
+    """A FakeEmbedder that records what it embeds, and as what."""
+
+    def __init__(self, name: str = "fake", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.seen: list[tuple[str, str]] = []
+
+    def embed_batch(self, texts, kind):
+        self.seen.extend((t, kind) for t in texts)
+        return super().embed_batch(texts, kind)
+
+
+class Unrelated:
+    """An evidence embedder for which no sentence is close to any question: questions on one
+    axis, sentences on another."""
+
+    name = "unrelated"
+
+    def embed_batch(self, texts, kind):
+        vectors = np.zeros((len(texts), 2), dtype=np.float32)
+        vectors[:, 0 if kind == "query" else 1] = 1.0
+        return vectors
+
+
+@pytest.mark.parametrize("index_name,evidence_name,shared", [
+    ("multilingual-e5-small", "e5", True),
+    ("use", "use-multilingual", True),
+    ("multilingual-e5-small", "use-multilingual", False),
+])
+def test_one_model_named_for_both_is_loaded_once(settings, monkeypatch, index_name, evidence_name, shared):
+    built = []
+    monkeypatch.setattr(qa.pipeline, "make_embedder", lambda name, threads: built.append(name) or Recording(name))
+    pipeline = Pipeline(settings.with_(embedder=index_name, evidence_embedder=evidence_name),
+                        generator=FakeGenerator("x")).load()
+    assert (pipeline.evidence_embedder is pipeline.embedder) == shared
+    assert built == ([index_name] if shared else [index_name, evidence_name])
+    assert pipeline.models()["evidence_embedder"] == (index_name if shared else evidence_name)
+
+
+def test_retrieval_embeds_with_the_index_s_embedder_and_evidence_with_the_other(settings):
+    question = "Combien de modèles dérivés ont été construits sur Qwen ?"
+    index_embedder, evidence_embedder = Recording(), Recording("evidence")
+    pipeline = Pipeline(settings.with_(evidence_embedder="evidence"), embedder=index_embedder,
+                        evidence_embedder=evidence_embedder, generator=FakeGenerator(" Plus de 100 000 [1].")).load()
+    index_embedder.seen.clear()
+    evidence_embedder.seen.clear()
+    answer = pipeline.ask(question)
+    assert not answer.abstained
+    assert index_embedder.seen == [(question, "query")]  # only the question, for the dense ranking
+    sentences = {t for t, kind in evidence_embedder.seen if kind == "passage"}
+    assert (question, "query") in evidence_embedder.seen
+    assert any("100 000" in s for s in sentences)
+    assert all(s in " ".join(p.chunk.text for p in answer.passages) for s in sentences)
+
+
+@pytest.mark.parametrize("style", ["direct", "extractive", "generative"])
+def test_the_off_topic_check_reads_the_evidence_embedder_s_cosines(settings, style):
+    question = "Combien de modèles dérivés ont été construits sur Qwen ?"
+    generator = FakeGenerator(" Plus de 100 000 [1].")
+    settings = settings.with_(answer_style=style)
+    same = Pipeline(settings, embedder=FakeEmbedder(), generator=generator).ask(question)
+    other = Pipeline(settings.with_(evidence_embedder="unrelated"), embedder=FakeEmbedder(),
+                     evidence_embedder=Unrelated(), generator=generator).ask(question)
+    assert same.text != OFF_TOPIC["fr"]
+    assert other.text == OFF_TOPIC["fr"] and other.passages == same.passages  # retrieved alike
+
+
+def test_a_translation_is_checked_with_the_evidence_embedder(settings):
+    evidence_embedder = Recording("evidence")
+    pipeline = Pipeline(settings.with_(evidence_embedder="evidence"), embedder=Recording(),
+                        evidence_embedder=evidence_embedder, generator=FakeGenerator("x")).load()
+    evidence_embedder.seen.clear()
+    source, translation = "Qwen compte 100 000 modèles.", "Qwen has 100,000 models."
+    support = pipeline._translation_support(source, translation)
+    assert evidence_embedder.seen == [(source, "passage"), (translation, "passage")]
+    assert pipeline.embedder.seen[-1] == ("warm up", "query")  # nothing since the warm-up
+    expected = evidence_embedder.embed_batch([source, translation], "passage")
+    assert support == pytest.approx(float(expected[0] @ expected[1]))
+
+
+def test_only_the_index_s_embedder_rebuilds_the_index(settings):
+    first = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    other_evidence = Pipeline(settings.with_(evidence_embedder="evidence"), embedder=FakeEmbedder(),
+                              evidence_embedder=Recording("evidence"), generator=FakeGenerator("x")).load()
+    assert other_evidence.index.manifest == first.index.manifest  # loaded, not rebuilt
+    other_index = Pipeline(settings.with_(embedder="other"), embedder=Recording("other", dimension=64),
+                           evidence_embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    assert other_index.index.manifest.embedder == "other" and other_index.index.vectors.d == 64
+    assert other_index.index.manifest.created >= first.index.manifest.created
+
+
+def test_the_evidence_embedder_can_t_change_on_a_loaded_pipeline(settings):
+    from qa.errors import SettingsError
+
+    pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
+    with pytest.raises(SettingsError, match="evidence_embedder can't change"):
+        pipeline.with_settings(settings.with_(evidence_embedder="use-multilingual"))

@@ -96,7 +96,8 @@ def embedded(stack_settings) -> Pipeline:
 def served(stack_settings, embedded, llama_server) -> Pipeline:
     """The same stack (embedder, index) with generation sent to the server."""
     settings = stack_settings.with_(llm=f"openai:qwen@{llama_server}")
-    return Pipeline(settings, embedder=embedded.embedder, index=embedded.index,
+    return Pipeline(settings, embedder=embedded.embedder, evidence_embedder=embedded.evidence_embedder,
+                    index=embedded.index,
                     translations=TranslationMemory(None)).load()
 
 

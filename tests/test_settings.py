@@ -44,3 +44,17 @@ def test_the_default_answer_is_the_1_5b_reader_s_direct_answer_on_llama_cpp():
 def test_an_unknown_engine_is_refused_with_the_choices():
     with pytest.raises(SettingsError, match="engine must be one of llama.cpp, transformers, got 'vllm'"):
         Settings.from_env(env={"QA_ENGINE": "vllm"})
+
+
+def test_the_evidence_embedder_has_its_own_variable_and_defaults_to_the_one_thresholds_were_set_on():
+    default = Settings.from_env(env={})
+    assert (default.embedder, default.evidence_embedder) == ("multilingual-e5-small", "use-multilingual")
+    env = {"QA_EMBEDDER": "multilingual-e5-small", "QA_EVIDENCE_EMBEDDER": "minilm"}
+    s = Settings.from_env(env=env)
+    assert (s.embedder, s.evidence_embedder) == ("multilingual-e5-small", "minilm")
+    assert Settings.from_env(env=env, evidence_embedder="use").evidence_embedder == "use"
+
+
+def test_an_empty_evidence_embedder_is_refused():
+    with pytest.raises(SettingsError, match="evidence_embedder and llm names must not be empty"):
+        Settings(evidence_embedder=" ")

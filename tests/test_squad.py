@@ -71,8 +71,8 @@ def squad_file(tmp_path: Path) -> Path:
 
 
 def settings_in(tmp_path: Path, **changes) -> Settings:
-    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2,
-                    chunk_size=100, chunk_overlap=30, threads=1).with_(**changes)
+    return Settings(index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", top_k=2, embedder="fake",
+                    evidence_embedder="fake", chunk_size=100, chunk_overlap=30, threads=1).with_(**changes)
 
 
 # --- reading and sampling ------------------------------------------------------------------------
