@@ -15,7 +15,7 @@ import json
 import os
 import random
 import shutil
-import time
+import sys
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -36,7 +36,6 @@ from tests.files import minimal_docx, minimal_epub, minimal_odt, minimal_pdf
 
 SENTENCE = "Le coffre de Zorglub s'ouvre avec le code 4321."
 ANSWER = " Le code est 4321 [1]."
-FILE_SECONDS = 20  # the slowest refused or read file here takes about 1 s (docs/reliability.md)
 
 
 # -- the CLI over a copy of one small library -------------------------------------------------
@@ -154,7 +153,6 @@ QUESTIONS: list[tuple[str, str, str]] = [  # (id, question, outcome)
 
 @pytest.mark.parametrize("question, outcome", [q[1:] for q in QUESTIONS], ids=[q[0] for q in QUESTIONS])
 def test_a_bad_question_on_the_cli_is_answered_or_refused_in_one_line(cli, capsys, question, outcome):
-    start = time.monotonic()
     code, out, err = run(["ask", question], capsys)
     if outcome == REFUSED:
         assert_one_line(code, err)
@@ -164,7 +162,6 @@ def test_a_bad_question_on_the_cli_is_answered_or_refused_in_one_line(cli, capsy
         assert out.strip() and "Traceback" not in err
     code, out, err = run(["ask", question, "--json"], capsys)
     assert (code == 2) if outcome == REFUSED else (code == 0 and json.loads(out)["question"] is not None)
-    assert time.monotonic() - start < 30
     assert names(capsys) == [BUNDLED_NAME]
 
 
@@ -408,9 +405,7 @@ def test_a_bad_file_added_on_the_cli_is_used_or_refused_in_one_line_and_loses_no
                                                                                        case):
     path, expected = write_case(case, tmp_path)
     before = snapshot(cli)
-    start = time.monotonic()
     code, out, err = run(["docs", "add", str(path)], capsys)
-    assert time.monotonic() - start < FILE_SECONDS
     if code == 0:
         assert expected != OUT, f"{case} was accepted: {out}"
         listed = names(capsys)
@@ -432,7 +427,6 @@ def test_a_bad_file_uploaded_on_the_page_is_used_or_refused_in_one_line_and_lose
     good.write_text(SENTENCE, encoding="utf-8")
     session, _, _ = app.upload(engine, [str(good)], None)
     before, base = session.pipeline.index, engine.base().index
-    start = time.monotonic()
     try:
         new, panel, _ = app.upload(engine, [str(path)], session)
     except gr.Error as error:
@@ -443,7 +437,6 @@ def test_a_bad_file_uploaded_on_the_page_is_used_or_refused_in_one_line_and_lose
     else:
         assert expected != OUT, f"{case} was accepted"
         assert len(new.documents) == 2 and new.documents[0] == "good.txt"
-    assert time.monotonic() - start < FILE_SECONDS
     assert session.pipeline.index is before and before.vectors.ntotal == len(before.chunks)
     assert engine.base().index is base
     outputs = list(app.chat(engine, "Quel est le code du coffre de Zorglub ?", [], new))
@@ -457,26 +450,51 @@ def test_a_zip_bomb_is_refused_from_its_directory_in_bounded_time_and_memory(tmp
     path, _ = write_case(f"{kind}-zip-bomb-512MB", tmp_path)
     assert path.stat().st_size < 3 << 20  # a 512 MB member, deflated to about 2.3 MB
     tracemalloc.start()
-    start = time.monotonic()
     try:
         with pytest.raises(Exception, match=r"would unpack to 53\d MB; the limit is 105 MB \(a zip bomb\?\)"):
             read_upload(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - start < 2 and peak < 20 * 2**20  # the file itself is read: ~2.3 MB
+    assert peak < 20 * 2**20  # refused from the zip's directory: only the file itself (~2.3 MB) is read
 
 
-def test_deeply_nested_html_is_read_in_linear_time(tmp_path):
+def _python_lines(work: Callable[[], object]) -> int:
+    """How many lines of Python `work` executes: a measure of its work that no load changes."""
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        work()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_deeply_nested_html_is_read_in_linear_time(tmp_path, monkeypatch):
+    """Without a clock: no parse tree (BeautifulSoup's tree took quadratic time in C, 7 s for
+    8,000 nested divs) and Python work that grows with the depth, not its square."""
+    import bs4
+
     from qa.documents import html_sections
 
-    timings = []
-    for depth in (20_000, 80_000):
-        start = time.monotonic()
-        text, _ = html_sections(b"<div>" * depth + b"Zorglub" + b"</div>" * depth)
-        timings.append(time.monotonic() - start)
-        assert text == "Zorglub"
-    assert timings[1] < 8 * timings[0] + 0.5  # four times the depth: not sixteen times the time
+    def no_tree(*args, **kwargs):
+        raise AssertionError("a parse tree was built")
+
+    monkeypatch.setattr(bs4, "BeautifulSoup", no_tree)
+
+    def read(depth: int):
+        return lambda: html_sections(b"<div>" * depth + b"Zorglub" + b"</div>" * depth)
+
+    assert read(2_000)()[0] == "Zorglub"
+    small, large = _python_lines(read(2_000)), _python_lines(read(8_000))
+    assert large < 6 * small  # four times the depth: about four times the work, not sixteen
 
 
 # -- the saved library's files, damaged ---------------------------------------------------------
