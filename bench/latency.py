@@ -146,6 +146,11 @@ def run_stack(settings, questions, label: str) -> tuple[dict, list]:
                                     if reader.get("decode_s") and reader.get("new_tokens", 0) > 1 else float("nan")),
             "prompt_tokens": reader.get("prompt_tokens"), "cached_tokens": reader.get("cached_tokens"),
             "model_calls": len(calls), "abstained": answer.abstained, "answer": answer.text,
+            # the profile: where the answer's time goes
+            "before_model_s": reader["start"] - start if calls else answer.timings["total_s"],
+            "prefill_s": reader.get("prefill_s", float("nan")),
+            "decode_s": reader.get("decode_s", float("nan")),
+            "after_model_s": start + answer.timings["total_s"] - reader["end"] if "end" in reader else float("nan"),
         }
         rows.append(row)
         print(f"{label}: {row['answer_s']:.2f} s (first content {row['first_content_s']:.2f} s, first token "
@@ -162,6 +167,8 @@ def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
         "prefill_tokens_per_s": median([r["prefill_tokens_per_s"] for r in counted]),
         "decode_tokens_per_s": median([r["decode_tokens_per_s"] for r in counted]),
         "peak_rss_gb": round(rss / 1024 / 1024, 2),  # kB
+        "profile_median_s": {key: median([r[key] for r in counted if key in r])
+                             for key in ("before_model_s", "prefill_s", "decode_s", "after_model_s")},
         "load_s": round(load_s, 2),
         "questions": len(counted),
         "rows": rows,
@@ -231,6 +238,9 @@ def table(stacks: dict) -> str:
     lines = ["| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key in (*KEYS, "load_s"):
         lines.append(f"| {key} | " + " | ".join(str(stacks[n].get(key, "")) for n in names) + " |")
+    for key in ("before_model_s", "prefill_s", "decode_s", "after_model_s"):  # the profile (default stacks)
+        lines.append(f"| profile: {key} | " + " | ".join(
+            str(stacks[n].get("profile_median_s", {}).get(key, "")) for n in names) + " |")
     return "\n".join(lines)
 
 
