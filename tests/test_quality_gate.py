@@ -16,28 +16,29 @@ from qa.measure import evaluate
 pytestmark = pytest.mark.slow
 TESTSET = Path(__file__).parent / "data" / "testset.jsonl"
 
-# Measured with no translation remembered: recall@1 0.844, recall@5 0.938, MRR 0.887 (hybrid);
-# dense alone 0.701 MRR, BM25 alone 0.621.
-RETRIEVAL_FLOORS = {"recall@1": 0.76, "recall@5": 0.90, "mrr": 0.82}
+# Measured with no translation remembered, e5 index (the default since 2026-12-01): recall@1 0.797,
+# recall@5 0.969, MRR 0.861 (hybrid); dense alone 0.791 MRR, BM25 alone 0.621. (USE: 0.844 /
+# 0.938 / 0.887, dense 0.701: e5 ranks English questions' passages second more often, and first
+# in five more often.)
+RETRIEVAL_FLOORS = {"recall@1": 0.74, "recall@5": 0.92, "mrr": 0.80}
 # With every sentence translated (as setup leaves it): recall@1 0.891, recall@5 0.969, MRR 0.924;
 # dense alone 0.701 MRR, BM25 alone 0.928 (it reads the English questions' French passages
 # through the translations too: on this one article it ties the fusion, docs/quality.md).
 PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.95, "mrr": 0.88}
 # Measured 2026-12-01 (docs/quality.md, *The reader*), the default direct style with the 1.5B
-# reader, nothing translated: answer 0.734, correct and cited 0.719, citation precision 0.806,
-# abstention recall 0.750, language match 0.970, false abstention 0.031, the gold stated outside
-# quotes 0.578, median answer 17.5 words (the extractive style before it: 0.734 / 0.719 / 0.855
-# / 0.750 / 1.000 / 0.031, 0.07 in its own words).
+# reader, e5 index and USE evidence, nothing translated: answer 0.781, correct and cited 0.750,
+# citation precision 0.833, abstention recall 0.812, language match 0.952, false abstention 0.062,
+# the gold stated outside quotes 0.594, median answer 23.5 words. Floors: about 4 questions below.
 ANSWER_FLOORS = {
-    "answer_correct": 0.67,
-    "correct_and_cited": 0.65,
-    "citation_precision": 0.74,
-    "abstention_recall": 0.62,
-    "language_match": 0.93,
-    "own_words": 0.48,
+    "answer_correct": 0.72,
+    "correct_and_cited": 0.69,
+    "citation_precision": 0.77,
+    "abstention_recall": 0.68,
+    "language_match": 0.90,
+    "own_words": 0.53,
 }
-ANSWER_WORDS_CEILING = 25
-FALSE_ABSTENTION_CEILING = 0.10
+ANSWER_WORDS_CEILING = 28
+FALSE_ABSTENTION_CEILING = 0.12
 
 
 def artifacts(tmp_path: Path, name: str) -> Path:
