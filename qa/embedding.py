@@ -79,7 +79,7 @@ class USEEmbedder:
 # Fewer passages than this go to the engine until PyTorch is loaded: loading it costs 2-3 s and
 # about 280 MB, which a small document (the bundled article: 17 passages) never earns back at the
 # engine's 6-8 passages/s against PyTorch's 20 (docs/retrieval.md, "Indexing throughput").
-TORCH_MIN_PASSAGES = 32
+TORCH_MIN_PASSAGES = 32  # qa.index.EMBED_BATCH is at least this: documents are embedded in such batches
 
 
 class E5Embedder:

@@ -149,3 +149,14 @@ def test_a_small_batch_of_passages_stays_on_the_engine_until_pytorch_is_worth_lo
     many = [f"Passage numéro {i} sur la stratégie open source." for i in range(TORCH_MIN_PASSAGES)]
     embedder.embed_batch(many, "passage")
     assert isinstance(embedder._fast, TorchE5)
+
+
+@pytest.mark.slow
+def test_a_document_worth_it_is_indexed_through_pytorch_from_its_first_batch():
+    from qa.index import embed_passages
+
+    embedder = E5Embedder(threads=1)
+    calls = []
+    embed_passages([f"Passage {i} sur la stratégie open source de la Chine." for i in range(40)], embedder,
+                   on_batch=lambda done, total: calls.append((done, embedder._fast is not None)))
+    assert calls[0] == (32, True) and calls[-1] == (40, True)
