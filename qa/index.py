@@ -31,7 +31,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from qa.embedding import Embedder
+from qa.embedding import TORCH_MIN_PASSAGES, Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.loading import ids_hash
 from qa.types import Chunk, Document
@@ -138,9 +138,9 @@ class Index:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
-# Passages embedded per call (and per step of the progress bar). At least the e5 embedder's
-# TORCH_MIN_PASSAGES, so that a document worth PyTorch's load gets it from its first batch.
-EMBED_BATCH = 32
+# Passages embedded per call (and per step of the progress bar). Never fewer than the e5
+# embedder's TORCH_MIN_PASSAGES: a document worth PyTorch's load gets it from its first batch.
+EMBED_BATCH = max(32, TORCH_MIN_PASSAGES)
 # Exact search while it is fast enough; an approximate graph past this size: at 50,000 passages
 # exact search took 12 ms a query (one thread), HNSW 1 ms for the fusion's 200 candidates with
 # recall@10 0.999 against it; at 100,000, 22 ms against 0.9 ms and 0.988 (docs/retrieval.md).

@@ -100,6 +100,16 @@ def _title(text: str) -> bool:
     return not text.rstrip().endswith((".", "!", "?", ":", ";", "…", "»", "\"", "”", ")"))
 
 
+def _lone_title(e: Evidence) -> bool:
+    """Whether evidence `e` is a title that introduces no list (its next line is no list item)."""
+    text = e.passage.chunk.text
+    spans = sentence_spans(e.passage.chunk)
+    k = next((i for i, (start, _) in enumerate(spans) if start == e.start), None)
+    if k is None or not _title(text[e.start:spans[k][1]]):
+        return False
+    return not (k + 1 < len(spans) and _BULLET.match(text[spans[k + 1][0]:spans[k + 1][1]]))
+
+
 def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES, following: int = FOLLOWING,
                  order: str = ORDER, titles: bool = TITLES) -> list[tuple[int, str]]:
     """(passage number, text) for each passage the model reads: its best-ranked sentences among
@@ -116,19 +126,14 @@ def reading_list(ranked: Sequence[Evidence], read: int = READ_SENTENCES, followi
     """
     chosen: dict[int, set[int]] = {}
     passages = {}
-    taken = 0
-    for e in ranked:
-        if taken == read:
-            break
+    read_first = ranked if titles else [e for e in ranked if not _lone_title(e)]
+    for e in read_first[:read]:
         spans = sentence_spans(e.passage.chunk)
         starts = [s for s, _ in spans]
         if e.start not in starts:
             continue
         texts = [e.passage.chunk.text[s:t] for s, t in spans]
         k = starts.index(e.start)
-        if not titles and _title(texts[k]) and not (k + 1 < len(texts) and _BULLET.match(texts[k + 1])):
-            continue
-        taken += 1
         passages[e.passage.n] = (e.passage, spans)
         chosen.setdefault(e.passage.n, set()).update(_with_context(texts, k, following))
     numbers = sorted(chosen)
