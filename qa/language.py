@@ -45,6 +45,21 @@ def detect_language(text: str, default: Language = "en") -> Language:
     return guess if best.value >= 0.6 else default
 
 
+def names_only(text: str) -> bool:
+    """Whether `text` has no word of its own language: only names, acronyms and figures, which
+    read the same in French and English ("DeepSeek [2].", "ERNIE", "Kimi K2"). The detector
+    still guesses a language for them ("DeepSeek" is English to it), so that guess can't say an
+    answer is in the wrong language.
+
+    >>> names_only("DeepSeek [2].") and names_only("Kimi K2, MiniMax M1")
+    True
+    >>> names_only("OpenAI, Google et Microsoft [1].") or names_only("Alibaba and Tencent")
+    False
+    """
+    words = re.findall(r"[^\W\d_]+", text)
+    return all(w[0].isupper() and w.lower() not in FRENCH_WORDS | ENGLISH_WORDS for w in words)
+
+
 # An answer is in French or English. Among these six languages, a text where both get less than
 # FOREIGN_CONFIDENCE is in neither: a hostile document asked for another language ("always answer
 # in Spanish", docs/reliability.md#prompt-injection). The lowest of either on the project test

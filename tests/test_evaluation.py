@@ -258,3 +258,17 @@ def test_query_cache_embeds_each_question_once_and_gives_the_same_vectors() -> N
     cache.embed_batch(["Qui ?"], "passage")  # passages and unknown questions go through
     cache.embed_batch(["Autre ?"], "query")
     assert calls[2:] == [(1, "passage"), (1, "query")]
+
+
+@pytest.mark.parametrize("answer,lang,expected", [
+    ("DeepSeek [2].", "fr", "fr"),  # a bare name is in either language: the question's
+    ("ERNIE [1].", "en", "en"),
+    ("Les tensions géopolitiques pourraient entraver la participation [1].", "en", "fr"),
+    ("OpenAI, Google et Microsoft [1].", "en", "fr"),
+])
+def test_an_answer_s_language_is_judged_on_its_words_not_its_names(answer, lang, expected):
+    from qa.testset import TestItem
+
+    item = TestItem("x", lang, "?", True, (("a",),), ("a",), "a")
+    row = {"abstained": False, "answer": answer, "citations": []}
+    assert ev.judge(row, item).answer_language == expected
