@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from qa.citations import SupportChecker, answer_sentences, is_abstention, strip_markers, with_markers
+from qa.citations import SupportChecker, answer_sentences, is_abstention, parse_markers, strip_markers, with_markers
 from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
@@ -36,7 +36,7 @@ from qa.errors import (
 from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
-from qa.language import detect_language, in_neither_language
+from qa.language import detect_language, in_neither_language, names_only
 from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
@@ -333,7 +333,7 @@ class Pipeline:
             text, citations, unsupported = self.verify(question, language, without_markup(draft), turn.passages,
                                                          turn.embed_passages)
             if not unsupported:
-                return text, citations, False, draft
+                return self._in_question_language(text, language, citations), citations, False, draft
         if answerable(question, unsupported, best, declined=declined, confident=confident) \
                 and names_everything_asked(question, [self._in_language(e, language) for e in best]):
             parts: list[str] = []
@@ -341,6 +341,23 @@ class Pipeline:
             return "".join(parts).strip(), citations, False, draft
         yield ("\n" if held is None else "") + ABSTENTION[language]
         return ABSTENTION[language], [], True, draft
+
+    def _in_question_language(self, text: str, language: Language, citations: Sequence[Citation]) -> str:
+        """The checked answer `text`, translated sentence by sentence (markers kept) when the
+        model wrote it in the sources' language instead of the question's: its claims were
+        checked in the words it used, and the reader sees them in theirs."""
+        bare = strip_markers(text)
+        if names_only(bare) or detect_language(bare, default=language) == language:
+            return text
+        other: Language = "fr" if language == "en" else "en"
+        out = []
+        for sentence in answer_sentences(text, other):
+            cited, _ = parse_markers(sentence, max((c.n for c in citations), default=0))
+            plain = strip_markers(sentence)
+            budget = max(self.settings.max_new_tokens, 2 * len(plain.split()) + 16)
+            translated = "".join(self.generator.stream(translation_messages(plain, other, language), budget)).strip()
+            out.append(with_markers(translated or plain, cited))
+        return " ".join(out)
 
     def _in_language(self, e: Evidence, language: Language) -> str:
         """An evidence sentence in `language`: itself, or its translation (remembered, so

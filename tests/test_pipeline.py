@@ -522,6 +522,28 @@ def test_direct_style_declines_a_near_miss_the_model_found_nothing_for(settings,
     assert answer.abstained and answer.text == ABSTENTION[answer.language] and not answer.citations
 
 
+def test_direct_style_translates_an_answer_written_in_the_sources_language(settings):
+    """Asked in English, the model answered in French (checked against French text, as written):
+    the reader gets it in English, citations kept."""
+    english = "More than 100,000 derived models have been built on Qwen."
+    generator = FakeGenerator(replies=["Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].", english])
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=cross_lingual(), generator=generator)
+    answer = pipeline.ask(QWEN_EN)
+    assert not answer.abstained and answer.text == f"{english[:-1]} [1]."
+    assert answer.citations and "100 000" in answer.citations[0].quote
+    rule, sentence = generator.messages[1]
+    assert "translate French into English" in rule["content"] and "Qwen" in sentence["content"]
+
+
+@pytest.mark.parametrize("reply", ["Qwen [1].", "The Qwen family has more than 100 000 derived models [1]."])
+def test_direct_style_leaves_an_answer_in_the_question_language_or_in_names_alone(settings, reply):
+    generator = FakeGenerator(replies=[reply, "must not be asked"])
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=cross_lingual(), generator=generator)
+    pipeline.ask(QWEN_EN)
+    asked = [m[-1]["content"] for m in generator.messages[1:]]
+    assert not any(text.startswith(reply[:4]) for text in asked)  # the answer itself is never translated
+
+
 def test_direct_style_declines_when_no_claim_holds_up_and_the_evidence_is_weak(settings, model_always_drafts):
     pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
