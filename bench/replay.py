@@ -1,0 +1,117 @@
+"""Replay recorded `qa eval` answers through the current answer checks, without the reader.
+
+    .venv/bin/python bench/replay.py REPORT.json [--testset tests/data/testset.jsonl] [--ids fr-002,en-016]
+
+The direct style's reply depends on the model's draft (recorded in each row as "draft") and on
+what the pipeline does with it: the claim checks, the fallback quote, the near-miss rule. When
+only that second part changes, feeding each recorded draft back in place of the model gives the
+answers the changed code writes, in seconds instead of a 12-minute run. Prompts other than the
+reader's (translations of a quoted sentence) still go to the real model, which is greedy, so
+they repeat the recorded run's. Only valid while the reader's prompt, the retrieval and the
+settings are those of the recorded run (same commit for qa/reader.py, same index): the tool
+refuses a report whose settings differ from the current ones.
+
+Prints each question whose judgement changes, then the metrics before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa.evaluation import document_texts, failure_reason, judge  # noqa: E402
+from qa.generation import make_generator  # noqa: E402
+from qa.metrics import summarize  # noqa: E402
+from qa.pipeline import Pipeline  # noqa: E402
+from qa.reader import SYSTEM  # noqa: E402
+from qa.settings import Settings  # noqa: E402
+from qa.testset import load_testset  # noqa: E402
+from qa.translations import TranslationMemory  # noqa: E402
+
+SAME = ("embedder", "evidence_embedder", "llm", "top_k", "chunk_size", "chunk_overlap", "answer_style",
+        "max_new_tokens")
+
+
+class ReplayGenerator:
+    """The reader's recorded draft for the reader's prompt; the real model for anything else."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.draft = ""
+        self.name = settings.llm
+        self._real = None
+
+    def real(self):
+        if self._real is None:
+            s = self.settings
+            self._real = make_generator(s.llm, s.cache_dir, threads=s.threads, engine=s.engine)
+            if hasattr(self._real, "load"):
+                self._real.load()
+        return self._real
+
+    def stream(self, messages, max_new_tokens: int, prefix: str = ""):
+        if messages and messages[0].get("content") == SYSTEM:
+            yield self.draft
+            return
+        yield from self.real().stream(messages, max_new_tokens, prefix=prefix)
+
+    def reply_likelihoods(self, conversations, reply: str) -> list[float]:
+        return self.real().reply_likelihoods(conversations, reply)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("--testset", type=Path, default=ROOT / "tests/data/testset.jsonl")
+    parser.add_argument("--ids", default="", help="comma-separated ids to replay (default: all)")
+    parser.add_argument("--json", type=Path, help="write the replayed rows here")
+    args = parser.parse_args(argv)
+
+    report = json.loads(args.report.read_text(encoding="utf-8"))
+    settings = Settings.from_env()
+    recorded = report["config"]["settings"]
+    differ = [k for k in SAME if recorded.get(k) != getattr(settings, k)]
+    if differ:
+        print("refused: the report was made with other settings: "
+              + ", ".join(f"{k}={recorded.get(k)!r}" for k in differ), file=sys.stderr)
+        return 2
+    generator = ReplayGenerator(settings)
+    pipeline = Pipeline(settings=settings, generator=generator, translations=TranslationMemory(None)).load()
+    items = {i.id: i for i in load_testset(args.testset, document_texts(pipeline.index.chunks))}
+    wanted = set(filter(None, args.ids.split(",")))
+    before, after, rows = [], [], []
+    for row in report["rows"]:
+        if wanted and row["id"] not in wanted:
+            continue
+        item = items[row["id"]]
+        generator.draft = row.get("draft") or ""
+        answer = pipeline.ask(row["question"])
+        new = {**row, **answer.to_json(), "id": row["id"]}
+        old_outcome, new_outcome = judge(row, item), judge(new, item)
+        before.append(old_outcome)
+        after.append(new_outcome)
+        rows.append(new)
+        old_why, new_why = failure_reason(old_outcome), failure_reason(new_outcome)
+        if old_why != new_why or row["answer"] != new["answer"]:
+            print(f"{row['id']}: {old_why or 'ok'} -> {new_why or 'ok'}")
+            print(f"    was: {row['answer'][:160]}")
+            print(f"    now: {new['answer'][:160]}")
+    keys = ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
+            "false_abstention", "language_match", "own_words")
+    b, a = summarize(before), summarize(after)
+    print(f"{'metric':<20} {'recorded':>9} {'replayed':>9}")
+    for key in keys:
+        print(f"{key:<20} {b.get(key, float('nan')):>9.3f} {a.get(key, float('nan')):>9.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"config": {**report["config"], "replayed": str(args.report)},
+                                         "rows": rows}, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
