@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from qa.chunking import indexed_text
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.text import anchors, sentence_spans, tokenize
@@ -97,7 +98,9 @@ class Retriever:
     _sentences: dict[int, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._bm25 = _bm25([tokenize(c.text, c.language) for c in self.index.chunks])
+        # BM25 reads each passage as the index embedded it: with its header (qa.chunking.indexed_text)
+        headers = self.index.manifest.headers
+        self._bm25 = _bm25([tokenize(indexed_text(c, headers), c.language) for c in self.index.chunks])
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -164,7 +167,7 @@ class Retriever:
         done = sum(1 for t in translated.values() for x in t if x)
         if not sentences or done < self.min_coverage * sentences:
             return _View(known, None, np.array([], dtype=bool))
-        texts = [chunk.text if i not in translated else
+        texts = [indexed_text(chunk, self.index.manifest.headers) if i not in translated else
                  " ".join(t or " ".join(sorted(anchors(sentence)))
                           for sentence, t in zip(self._sentences[i], translated[i], strict=True))
                  for i, chunk in enumerate(self.chunks)]

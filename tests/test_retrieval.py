@@ -126,3 +126,16 @@ def test_fewer_candidates_than_passages_keep_the_best_and_true_cosines(retriever
     assert got[0].chunk == exact.retrieve(question, "fr", top_k=2)[0].chunk
     cosines = exact.dense_scores(question)  # a passage beyond the dense candidates keeps its own
     assert [p.dense_score for p in got] == pytest.approx([cosines[exact.chunks.index(p.chunk)] for p in got])
+
+
+def test_a_passage_is_found_by_its_document_title_and_shown_without_it():
+    texts = {"mediation-familiale.txt": "Une séance coûte entre 2 et 131 euros selon les revenus.",
+             "pension-alimentaire.txt": "Le montant dépend des revenus et du nombre d’enfants."}
+    docs = [make_document(name, text) for name, text in texts.items()]
+    chunks = chunk_documents(docs, 600, 0)
+    embedder = FakeEmbedder()
+    index = build_index(chunks, embedder, chunk_size=600, chunk_overlap=0, corpus_hash="x", sources=[])
+    for mode in ("bm25", "dense"):  # neither passage says "médiation": only its title does
+        (passage,) = Retriever(index, embedder, mode=mode).retrieve("Combien coûte la médiation ?", "fr", top_k=1)
+        assert passage.chunk.source == "mediation-familiale.txt"
+        assert passage.chunk.text == texts["mediation-familiale.txt"]  # what is shown and quoted
