@@ -212,8 +212,8 @@ def quality(args: argparse.Namespace) -> dict:
     return report
 
 
-HEADER_VARIANTS = (("", ""), ("title", ""), ("title", "title"), ("title+section", ""),
-                   ("title+section", "title+section"))  # (embedded with, BM25-indexed with)
+HEADER_VARIANTS = (("", ""), ("", "title+section"), ("title+section", ""),
+                   ("title+section", "title+section"), ("title", "title"))  # (embedded with, BM25-indexed with)
 
 
 def headers(args: argparse.Namespace) -> dict:
@@ -243,10 +243,10 @@ def headers(args: argparse.Namespace) -> dict:
             np.save(path, embed_passages(texts, embedder))
         return np.load(path)
 
-    def index(chunks, embedded: str, lexical: str) -> Index:
+    def index(chunks, embedded: str) -> Index:
         found = vectors(chunks, embedded)
         manifest = Manifest(FORMAT_VERSION, embedder.name, found.shape[1], settings.chunk_size,
-                            settings.chunk_overlap, "bench", (), len(chunks), "", headers=lexical)
+                            settings.chunk_overlap, "bench", (), len(chunks), "", dense_headers=embedded)
         return Index(manifest, tuple(chunks), vector_store(found))
 
     # (set name, part, chunks, cases, languages)
@@ -273,7 +273,7 @@ def headers(args: argparse.Namespace) -> dict:
     for embedded, lexical in HEADER_VARIANTS:
         sets: dict = {}
         for name, part, chunks, cases, languages in groups:
-            retriever = Retriever(index(chunks, embedded, lexical), queries[id(cases)])
+            retriever = Retriever(index(chunks, embedded), queries[id(cases)], lexical_headers=lexical)
             ranked = collect(retriever, cases, languages)
             sets.setdefault(name, {})[part] = {"passages": len(chunks), "modes": summaries(ranked)}
         key = f"dense: {embedded or 'none'}, bm25: {lexical or 'none'}"

@@ -94,11 +94,14 @@ def _where(doc: Document, start: int, end: int) -> dict:
     return where
 
 
-# What a passage is embedded and BM25-indexed with besides its text: its document's title and
-# its section heading ("" : the text alone). Recorded in each index's manifest (`Manifest.headers`):
-# an index built another way is re-embedded. Measured in docs/retrieval.md, "Passage headers".
-HEADERS = "title+section"
-HEADER_CHOICES = ("", "title", "title+section")
+# What a passage is read with besides its text (`indexed_text`): its document's title and its
+# section heading. BM25 reads them (fused MRR +0.02 on PIAF, +0.01 on XQuAD, both parts); the
+# embedder does not: e5 given the title gained no more and lost on the project's own article
+# (docs/retrieval.md, "Passage headers"). DENSE_HEADERS is recorded in each index's manifest
+# (`Manifest.dense_headers`): changing it re-embeds older indexes. BM25 is rebuilt on each load.
+LEXICAL_HEADERS = "title+section"
+DENSE_HEADERS = ""
+HEADER_CHOICES = ("", "title", "title+section")  # "": the text alone
 _SQUAD_PARAGRAPH = re.compile(r"#\d+$")  # a SQuAD-format set's document: "<article title>#<i>"
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 _TAG = re.compile(r"<[^<>]*>")  # PIAF's titles carry HTML: "<i>Terminator 2</i>"
@@ -123,12 +126,12 @@ def document_title(source: str) -> str:
     return " ".join(re.sub(r"[-_]+", " ", name).split())
 
 
-def passage_header(chunk: Chunk, headers: str = HEADERS) -> str:
+def passage_header(chunk: Chunk, headers: str) -> str:
     """Where the passage sits, as `indexed_text` prefixes it: "Title — Section" (each when known,
     the section only with "title+section", never twice the same words).
 
     >>> c = Chunk("d#0", "d", "mediation-familiale.md", 0, 4, "Text", "fr", section="Le coût")
-    >>> passage_header(c), passage_header(c, "title"), passage_header(c, "")
+    >>> passage_header(c, "title+section"), passage_header(c, "title"), passage_header(c, "")
     ('mediation familiale — Le coût', 'mediation familiale', '')
     """
     if headers not in HEADER_CHOICES:
@@ -143,11 +146,12 @@ def passage_header(chunk: Chunk, headers: str = HEADERS) -> str:
     return " — ".join(kept)
 
 
-def indexed_text(chunk: Chunk, headers: str = HEADERS) -> str:
-    """The text a passage is embedded and BM25-indexed as: its header, a line break, its text.
-    What is shown and quoted stays `chunk.text` (offsets, citations): only the index reads this.
+def indexed_text(chunk: Chunk, headers: str) -> str:
+    """The text a passage is indexed as (embedded with DENSE_HEADERS, BM25-indexed with
+    LEXICAL_HEADERS): its header, a line break, its text. What is shown and quoted stays
+    `chunk.text` (offsets, citations): only the index reads this.
 
-    >>> indexed_text(Chunk("d#0", "d", "Super_Bowl_50#3", 0, 11, "Denver won.", "en"))
+    >>> indexed_text(Chunk("d#0", "d", "Super_Bowl_50#3", 0, 11, "Denver won.", "en"), "title")
     'Super Bowl 50\\nDenver won.'
     """
     header = passage_header(chunk, headers)

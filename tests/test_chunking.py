@@ -1,6 +1,6 @@
 import pytest
 
-from qa.chunking import HEADERS, chunk_document, document_title, indexed_text, passage_header
+from qa.chunking import chunk_document, document_title, indexed_text, passage_header
 from qa.loading import bundled_document, make_document
 from qa.text import split_sentences
 
@@ -85,8 +85,7 @@ GUIDE = ("# Guide\nCe guide présente les démarches d’un divorce, pas à pas,
 def test_a_sectioned_passage_is_indexed_under_its_title_and_section():
     doc = make_document("guide-du-divorce.md", GUIDE)
     chunk = next(c for c in chunk_document(doc, 90, 0) if c.section == "La médiation familiale")
-    assert HEADERS == "title+section"
-    assert indexed_text(chunk) == "guide du divorce — La médiation familiale\n" + chunk.text
+    assert indexed_text(chunk, "title+section") == "guide du divorce — La médiation familiale\n" + chunk.text
     assert indexed_text(chunk, "title") == "guide du divorce\n" + chunk.text
     assert indexed_text(chunk, "") == chunk.text
 
@@ -95,7 +94,7 @@ def test_a_header_never_says_the_same_words_twice():
     doc = make_document("mediation-familiale.md", "# Médiation familiale\nElle aide les parents à s’entendre.")
     (chunk,) = chunk_document(doc, 600, 0)
     assert chunk.section == "Médiation familiale"
-    assert passage_header(chunk) == "mediation familiale"
+    assert passage_header(chunk, "title+section") == "mediation familiale"
 
 
 def test_an_unknown_header_choice_is_refused_with_the_choices():
@@ -107,7 +106,7 @@ def test_an_unknown_header_choice_is_refused_with_the_choices():
 @pytest.mark.parametrize("source", ["guide-du-divorce.md", "Guide_du_divorce#0"])
 def test_headers_change_what_is_indexed_never_what_is_quoted(source):
     doc = make_document(source, GUIDE)
-    plain = [c for c in chunk_document(doc, 90, 0)]
-    for chunk in plain:  # the passage shown and quoted is the document's own text at its offsets
+    for chunk in chunk_document(doc, 90, 0):  # the passage shown and quoted is the document's own text at its offsets
         assert doc.text[chunk.start : chunk.end] == chunk.text
-        assert indexed_text(chunk) != chunk.text and indexed_text(chunk).endswith("\n" + chunk.text)
+        indexed = indexed_text(chunk, "title+section")
+        assert indexed != chunk.text and indexed.endswith("\n" + chunk.text)

@@ -10,7 +10,6 @@ import pytest
 
 import qa.pipeline
 from qa import library
-from qa.chunking import indexed_text
 from qa.cli import main
 from qa.documents import read_upload
 from qa.errors import CorpusError
@@ -85,7 +84,7 @@ def test_adding_embeds_only_the_new_document_and_removing_embeds_nothing(setting
     change = add_paths([str(note)], embedder, settings)
     assert change.added == ("note.txt",)
     new = [c for c in change.index.chunks if c.source == "note.txt"]
-    assert embedder.texts == [indexed_text(c) for c in new]  # the article was not embedded again
+    assert embedder.texts == [c.text for c in new]  # the article was not embedded again
     saved = load_index(settings.index_dir)
     # the article's vectors are the ones it had
     assert np.allclose(saved.vectors.reconstruct_n(0, len(before.chunks)),

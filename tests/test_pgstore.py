@@ -12,7 +12,6 @@ import pytest
 
 import qa.pipeline
 from qa import library
-from qa.chunking import indexed_text
 from qa.cli import main
 from qa.errors import IndexMismatchError, IndexNotFoundError
 from qa.index import extend_index
@@ -129,7 +128,7 @@ def test_another_embedder_rebuilds_the_library_and_never_mixes_vectors(pg_settin
     rebuilt = open_index(pg_settings, other)
     assert rebuilt.manifest.embedder == "fake-64" and rebuilt.vectors.d == 64
     assert len(rebuilt.chunks) == len(first.chunks)
-    expected = other.embed_batch([indexed_text(c) for c in rebuilt.chunks], "passage")
+    expected = other.embed_batch([c.text for c in rebuilt.chunks], "passage")
     assert np.allclose(rebuilt.vectors.reconstruct_n(0, rebuilt.vectors.ntotal), expected, atol=1e-6)
     assert fresh_store(pg_settings.store).read_manifest().embedder == "fake-64"
     with pytest.raises(IndexMismatchError, match="built with embedder 'fake-64'"):
