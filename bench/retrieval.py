@@ -256,7 +256,7 @@ def headers(args: argparse.Namespace) -> dict:
     chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
     for lang in ("fr", "en"):
         cases = [c for c in testset_cases(items) if c.group == lang]
-        groups.append((f"testset {lang}", "all", chunks, cases, [lang] * len(cases)))
+        groups.append((f"testset {lang}", "all", chunks, cases, [lang] * len(cases), None))
     for name, path in PUBLIC.items():
         if not path.is_file():
             continue
@@ -265,20 +265,41 @@ def headers(args: argparse.Namespace) -> dict:
         for part in PARTS:
             questions = sample_questions([q for q in split_questions(squad.questions, part, args.seed)
                                           if not q.impossible], args.per_part, args.seed)
-            groups.append((name, part, chunks, retrieval_cases(questions), [q.language for q in questions]))
+            groups.append((name, part, chunks, retrieval_cases(questions), [q.language for q in questions], None))
+    work = Path(args.cross_work)  # PIAF paragraphs asked in English, as `quality` reads them
+    if (work / "questions.json").is_file() and PUBLIC["piaf"].is_file():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cross_language import sample_paragraphs
+
+        from qa.evaluation import RetrievalCase
+        from qa.squad import own_passage_hit
+        from qa.translations import TranslationMemory
+
+        paragraphs, questions = sample_paragraphs(read_squad(PUBLIC["piaf"]), 60, 2, 1)
+        asked = TranslationMemory(work / "questions.json")
+        kept = [(q, asked.get(q.question, "en")) for q in questions]
+        cases = [RetrievalCase(t, partial(own_passage_hit, q), language="en") for q, t in kept if t]
+        chunks = chunk_documents(list(paragraphs), settings.chunk_size, settings.chunk_overlap)
+        for memo_name, memo in (("none", None), ("translated", TranslationMemory(work / "passages.json"))):
+            groups.append((f"piaf asked in english, translations {memo_name}", "all", chunks, cases,
+                           ["en"] * len(cases), memo))
 
     report: dict = {"embedder": embedder.name, "per_part": args.per_part, "seed": args.seed,
                     "weights": [label(w) for w in WEIGHTS], "variants": {}}
-    queries = {id(cases): QueryCache(embedder, [c.question for c in cases]) for _, _, _, cases, _ in groups}
+    queries = {id(g[3]): QueryCache(embedder, [c.question for c in g[3]]) for g in groups}
     for embedded, lexical in HEADER_VARIANTS:
         sets: dict = {}
-        for name, part, chunks, cases, languages in groups:
-            retriever = Retriever(index(chunks, embedded), queries[id(cases)], lexical_headers=lexical)
+        for name, part, chunks, cases, languages, memo in groups:
+            retriever = Retriever(index(chunks, embedded), queries[id(cases)], lexical_headers=lexical,
+                                  translations=memo)
             ranked = collect(retriever, cases, languages)
             sets.setdefault(name, {})[part] = {"passages": len(chunks), "modes": summaries(ranked)}
         key = f"dense: {embedded or 'none'}, bm25: {lexical or 'none'}"
         report["variants"][key] = {"chosen_weight": choose_weight(
-            {s: {p: r["modes"] for p, r in parts.items() if p != "held-out"} for s, parts in sets.items()}),
+            {s: {p: r["modes"] for p, r in parts.items() if p != "held-out"} for s, parts in sets.items()
+             if "translations translated" not in s}),
             "sets": sets}
     return report
 
@@ -689,6 +710,7 @@ def main() -> None:
     h.add_argument("--embedder", default="multilingual-e5-small")
     h.add_argument("--per-part", type=int, default=300)
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
     h.add_argument("--reuse", type=Path, help="a --json report of an earlier run: print again")
     h.add_argument("--json", type=Path)
     t = sub.add_parser("thresholds", help="off-topic and translation cosines per embedder")
