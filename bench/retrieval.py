@@ -212,6 +212,128 @@ def quality(args: argparse.Namespace) -> dict:
     return report
 
 
+HEADER_VARIANTS = (("", ""), ("", "title+section"), ("title+section", ""),
+                   ("title+section", "title+section"), ("title", "title"))  # (embedded with, BM25-indexed with)
+
+
+def headers(args: argparse.Namespace) -> dict:
+    """Passage headers (qa.chunking.indexed_text): each (embedded with, BM25-indexed with)
+    variant of HEADER_VARIANTS on the same sets and parts as `quality` (test set without
+    translations). Vectors are cached per embedder and text digest in index-bench/headers/, so a
+    variant whose texts equal another's (no sections in a set) costs nothing more."""
+    import hashlib
+
+    from qa.chunking import chunk_documents, indexed_text
+    from qa.embedding import make_embedder
+    from qa.index import FORMAT_VERSION, Index, Manifest, embed_passages, vector_store
+    from qa.loading import BUNDLED, load_documents
+    from qa.settings import Settings
+    from qa.squad import PARTS, read_squad, retrieval_cases, sample_questions, split_questions
+
+    settings = Settings.from_env(embedder=args.embedder)
+    embedder = make_embedder(args.embedder, threads=settings.threads)
+    cache = ROOT / "index-bench" / "headers" / embedder.name
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def vectors(chunks, embedded: str) -> np.ndarray:
+        texts = [indexed_text(c, embedded) for c in chunks]
+        path = cache / (hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16] + ".npy")
+        if not path.is_file():
+            print(f"embedding {len(texts)} passages (headers {embedded or 'none'!r})", flush=True)
+            np.save(path, embed_passages(texts, embedder))
+        return np.load(path)
+
+    def index(chunks, embedded: str) -> Index:
+        found = vectors(chunks, embedded)
+        manifest = Manifest(FORMAT_VERSION, embedder.name, found.shape[1], settings.chunk_size,
+                            settings.chunk_overlap, "bench", (), len(chunks), "", dense_headers=embedded)
+        return Index(manifest, tuple(chunks), vector_store(found))
+
+    # (set name, part, chunks, cases, languages)
+    groups = []
+    docs = load_documents([BUNDLED])
+    items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", [d.text for d in docs])
+    chunks = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
+    for lang in ("fr", "en"):
+        cases = [c for c in testset_cases(items) if c.group == lang]
+        groups.append((f"testset {lang}", "all", chunks, cases, [lang] * len(cases), None))
+    for name, path in PUBLIC.items():
+        if not path.is_file():
+            continue
+        squad = read_squad(path)
+        chunks = chunk_documents(list(squad.documents), settings.chunk_size, settings.chunk_overlap)
+        for part in PARTS:
+            questions = sample_questions([q for q in split_questions(squad.questions, part, args.seed)
+                                          if not q.impossible], args.per_part, args.seed)
+            groups.append((name, part, chunks, retrieval_cases(questions), [q.language for q in questions], None))
+    work = Path(args.cross_work)  # PIAF paragraphs asked in English, as `quality` reads them
+    if (work / "questions.json").is_file() and PUBLIC["piaf"].is_file():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cross_language import sample_paragraphs
+
+        from qa.evaluation import RetrievalCase
+        from qa.squad import own_passage_hit
+        from qa.translations import TranslationMemory
+
+        paragraphs, questions = sample_paragraphs(read_squad(PUBLIC["piaf"]), 60, 2, 1)
+        asked = TranslationMemory(work / "questions.json")
+        kept = [(q, asked.get(q.question, "en")) for q in questions]
+        cases = [RetrievalCase(t, partial(own_passage_hit, q), language="en") for q, t in kept if t]
+        chunks = chunk_documents(list(paragraphs), settings.chunk_size, settings.chunk_overlap)
+        for memo_name, memo in (("none", None), ("translated", TranslationMemory(work / "passages.json"))):
+            groups.append((f"piaf asked in english, translations {memo_name}", "all", chunks, cases,
+                           ["en"] * len(cases), memo))
+
+    report: dict = {"embedder": embedder.name, "per_part": args.per_part, "seed": args.seed,
+                    "weights": [label(w) for w in WEIGHTS], "variants": {}}
+    queries = {id(g[3]): QueryCache(embedder, [c.question for c in g[3]]) for g in groups}
+    for embedded, lexical in HEADER_VARIANTS:
+        sets: dict = {}
+        for name, part, chunks, cases, languages, memo in groups:
+            retriever = Retriever(index(chunks, embedded), queries[id(cases)], lexical_headers=lexical,
+                                  translations=memo)
+            ranked = collect(retriever, cases, languages)
+            sets.setdefault(name, {})[part] = {"passages": len(chunks), "modes": summaries(ranked)}
+        key = f"dense: {embedded or 'none'}, bm25: {lexical or 'none'}"
+        report["variants"][key] = {"chosen_weight": choose_weight(
+            {s: {p: r["modes"] for p, r in parts.items() if p != "held-out"} for s, parts in sets.items()
+             if "translations translated" not in s}),
+            "sets": sets}
+    return report
+
+
+def print_headers(report: dict) -> None:
+    print(f"## {report['embedder']}: passage headers (cells: {' / '.join(SHOWN)} fused w=4; "
+          "BM25 weight chosen on the tuning parts)")
+    variants = list(report["variants"])
+    first = report["variants"][variants[0]]["sets"]
+    print("| set | part | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
+    for set_name, parts in first.items():
+        for part in parts:
+            cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes']['fused w=4'][k]:.3f}"
+                                for k in SHOWN) for v in variants]
+            print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+    print("| chosen weight | | " + " | ".join(f"{report['variants'][v]['chosen_weight']:g}" for v in variants) + " |")
+    for mode in ("dense", "bm25"):
+        print(f"\n{mode} alone (recall@1 / recall@5 / MRR):")
+        print("| set | part | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
+        for set_name, parts in first.items():
+            for part in parts:
+                cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes'][mode][k]:.3f}"
+                                    for k in SHOWN) for v in variants]
+                print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+    print("\nMRR by BM25 weight, per variant:")
+    for v in variants:
+        print(f"\n{v}:\n| set | part | " + " | ".join(report["weights"]) + " |\n|---|---|"
+              + "---|" * len(report["weights"]))
+        for set_name, parts in report["variants"][v]["sets"].items():
+            for part, r in parts.items():
+                print(f"| {set_name} | {part} | "
+                      + " | ".join(f"{r['modes'][m]['mrr']:.3f}" for m in report["weights"]) + " |")
+
+
 def print_quality(report: dict) -> None:
     for embedder, data in report["embedders"].items():
         w = data["chosen_weight"]
@@ -584,6 +706,13 @@ def main() -> None:
     q.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
     q.add_argument("--reuse", type=Path, help="a --json report of an earlier run: choose and print again")
     q.add_argument("--json", type=Path)
+    h = sub.add_parser("headers", help="passage headers: title and section, embedded and BM25-indexed or not")
+    h.add_argument("--embedder", default="multilingual-e5-small")
+    h.add_argument("--per-part", type=int, default=300)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
+    h.add_argument("--reuse", type=Path, help="a --json report of an earlier run: print again")
+    h.add_argument("--json", type=Path)
     t = sub.add_parser("thresholds", help="off-topic and translation cosines per embedder")
     t.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
     t.add_argument("--per-set", type=int, default=150)
@@ -616,6 +745,9 @@ def main() -> None:
             report = quality(args)
         print_quality(report)
         print_candidates(report)
+    elif args.command == "headers":
+        report = json.loads(args.reuse.read_text(encoding="utf-8")) if args.reuse else headers(args)
+        print_headers(report)
     elif args.command == "thresholds":
         report = thresholds(args)
         print_thresholds(report)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import re
 
-from qa.text import split_sentences
+from qa.text import fold, split_sentences
 from qa.types import Chunk, Document
 
 
@@ -91,6 +92,70 @@ def _where(doc: Document, start: int, end: int) -> dict:
     if inside:
         where["headings"] = inside
     return where
+
+
+# What a passage is read with besides its text (`indexed_text`): its document's title and its
+# section heading. BM25 reads them (fused MRR +0.02 on PIAF, +0.01 on XQuAD, both parts); the
+# embedder does not: e5 given the title gained no more and lost on the project's own article
+# (docs/retrieval.md, "Passage headers"). DENSE_HEADERS is recorded in each index's manifest
+# (`Manifest.dense_headers`): changing it re-embeds older indexes. BM25 is rebuilt on each load.
+LEXICAL_HEADERS = "title+section"
+DENSE_HEADERS = ""
+HEADER_CHOICES = ("", "title", "title+section")  # "": the text alone
+_SQUAD_PARAGRAPH = re.compile(r"#\d+$")  # a SQuAD-format set's document: "<article title>#<i>"
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+_TAG = re.compile(r"<[^<>]*>")  # PIAF's titles carry HTML: "<i>Terminator 2</i>"
+
+
+def document_title(source: str) -> str:
+    """A document's title in words, from its source: a file's name without its extension, a
+    SQuAD article's title without the paragraph number; dashes and underscores become spaces.
+
+    >>> document_title("mediation-familiale.html")
+    'mediation familiale'
+    >>> document_title("Super_Bowl_50#3")
+    'Super Bowl 50'
+    >>> document_title("Washington_D.C.#0")
+    'Washington D.C.'
+    """
+    if _SQUAD_PARAGRAPH.search(source):
+        name = _SQUAD_PARAGRAPH.sub("", source)
+    else:
+        name = _EXTENSION.sub("", source)
+    name = _TAG.sub("", name)
+    return " ".join(re.sub(r"[-_]+", " ", name).split())
+
+
+def passage_header(chunk: Chunk, headers: str) -> str:
+    """Where the passage sits, as `indexed_text` prefixes it: "Title — Section" (each when known,
+    the section only with "title+section", never twice the same words).
+
+    >>> c = Chunk("d#0", "d", "mediation-familiale.md", 0, 4, "Text", "fr", section="Le coût")
+    >>> passage_header(c, "title+section"), passage_header(c, "title"), passage_header(c, "")
+    ('mediation familiale — Le coût', 'mediation familiale', '')
+    """
+    if headers not in HEADER_CHOICES:
+        raise ValueError(f"headers must be one of {HEADER_CHOICES}, got {headers!r}")
+    parts = [document_title(chunk.source)] if headers else []
+    if headers == "title+section":
+        parts.append(" ".join(chunk.section.split()))
+    kept: list[str] = []
+    for part in parts:
+        if part and fold(part) not in (fold(k) for k in kept):
+            kept.append(part)
+    return " — ".join(kept)
+
+
+def indexed_text(chunk: Chunk, headers: str) -> str:
+    """The text a passage is indexed as (embedded with DENSE_HEADERS, BM25-indexed with
+    LEXICAL_HEADERS): its header, a line break, its text. What is shown and quoted stays
+    `chunk.text` (offsets, citations): only the index reads this.
+
+    >>> indexed_text(Chunk("d#0", "d", "Super_Bowl_50#3", 0, 11, "Denver won.", "en"), "title")
+    'Super Bowl 50\\nDenver won.'
+    """
+    header = passage_header(chunk, headers)
+    return f"{header}\n{chunk.text}" if header else chunk.text
 
 
 def chunk_documents(docs: list[Document], chunk_size: int, chunk_overlap: int) -> list[Chunk]:

@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from qa.chunking import DENSE_HEADERS, indexed_text
 from qa.embedding import TORCH_MIN_PASSAGES, Embedder
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.loading import ids_hash
@@ -70,6 +71,9 @@ class Manifest:
     created: str
     files_stamp: str = ""  # the sources' names, sizes and mtimes when indexed ("" : unknown)
     documents: tuple[Entry, ...] = ()  # the library, in the order documents were added
+    # what each passage was embedded with besides its text (qa.chunking.DENSE_HEADERS; "": the
+    # text alone, as in every index made before the field)
+    dense_headers: str = ""
 
     def mismatches(self, embedder: str, chunk_size: int, chunk_overlap: int) -> list[str]:
         """Why this index can't serve these settings; empty when it can."""
@@ -78,6 +82,9 @@ class Manifest:
             reasons.append(f"index format {self.format_version}, this version reads {FORMAT_VERSION}")
         if self.embedder != embedder:
             reasons.append(f"built with embedder {self.embedder!r}, asked for {embedder!r}")
+        if self.dense_headers != DENSE_HEADERS:
+            reasons.append(f"passages embedded with headers {self.dense_headers or 'none'!r}, this "
+                           f"version embeds them with {DENSE_HEADERS or 'none'!r}")
         if (self.chunk_size, self.chunk_overlap) != (chunk_size, chunk_overlap):
             reasons.append(f"built with chunks {self.chunk_size}/{self.chunk_overlap}, "
                            f"asked for {chunk_size}/{chunk_overlap}")
@@ -191,7 +198,11 @@ def extend_index(index: Index, chunks: Sequence[Chunk], embedder: Embedder,
     if embedder.name != index.manifest.embedder:  # same dimension or not, never mix two spaces
         raise IndexMismatchError(f"the index was built with embedder {index.manifest.embedder!r}, "
                                  f"not {embedder.name!r}: use the index's embedder or rebuild it")
-    vectors = embed_passages([c.text for c in chunks], embedder, on_batch)
+    if index.manifest.dense_headers != DENSE_HEADERS:  # nor passages embedded with and without headers
+        raise IndexMismatchError(f"the index's passages were embedded with headers "
+                                 f"{index.manifest.dense_headers or 'none'!r}, not "
+                                 f"{DENSE_HEADERS or 'none'!r}: rebuild it")
+    vectors = embed_passages([indexed_text(c, DENSE_HEADERS) for c in chunks], embedder, on_batch)
     if vectors.shape[1] != index.manifest.dimension:
         raise IndexMismatchError(
             f"the embedder gives {vectors.shape[1]} dimensions but the index has "
@@ -240,12 +251,12 @@ def build_index(chunks: list[Chunk], embedder: Embedder, *, chunk_size: int, chu
         raise CorpusError("the documents gave no passages to index")
     with tqdm(total=len(chunks), desc="Embedding passages", unit="passage",
               disable=not progress or len(chunks) <= EMBED_BATCH) as bar:
-        vectors = embed_passages([c.text for c in chunks], embedder,
+        vectors = embed_passages([indexed_text(c, DENSE_HEADERS) for c in chunks], embedder,
                                  lambda done, total: bar.update(done - bar.n))
     store = vector_store(vectors)
     manifest = Manifest(FORMAT_VERSION, embedder.name, int(vectors.shape[1]), chunk_size,
                         chunk_overlap, corpus_hash, tuple(sources), len(chunks),
-                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp, tuple(entries))
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"), files_stamp, tuple(entries), DENSE_HEADERS)
     return Index(manifest, tuple(chunks), store, tuple(documents))
 
 

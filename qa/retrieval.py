@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from qa.chunking import LEXICAL_HEADERS, indexed_text, passage_header
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.text import anchors, sentence_spans, tokenize
@@ -92,13 +93,21 @@ class Retriever:
     # the search cheap on large corpora: 1 ms through HNSW at 100,000 (docs/retrieval.md).
     candidates: int = 200
     mode: str = "hybrid"  # "hybrid", "dense" or "bm25": the last two are baselines for evaluation
+    # BM25 reads each passage under its document's title and section (qa.chunking.LEXICAL_HEADERS)
+    lexical_headers: str = LEXICAL_HEADERS
     translations: Translations | None = None  # read foreign passages through them (module doc)
     min_coverage: float = 0.95  # ... once this share of their sentences is translated
     _views: dict[Language, _View] = field(default_factory=dict, init=False, repr=False)
     _sentences: dict[int, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._bm25 = _bm25([tokenize(c.text, c.language) for c in self.index.chunks])
+        # A header every passage shares (one document, no sections) tells BM25 nothing and only
+        # shifts its length normalisation (a test-set question fell from 3rd to 4th): then none.
+        headers = self.lexical_headers
+        if len({passage_header(c, headers) for c in self.index.chunks}) < 2:
+            headers = ""
+        self._headers = headers
+        self._bm25 = _bm25([tokenize(indexed_text(c, headers), c.language) for c in self.index.chunks])
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -165,7 +174,7 @@ class Retriever:
         done = sum(1 for t in translated.values() for x in t if x)
         if not sentences or done < self.min_coverage * sentences:
             return _View(known, None, np.array([], dtype=bool))
-        texts = [chunk.text if i not in translated else
+        texts = [indexed_text(chunk, self._headers) if i not in translated else
                  " ".join(t or " ".join(sorted(anchors(sentence)))
                           for sentence, t in zip(self._sentences[i], translated[i], strict=True))
                  for i, chunk in enumerate(self.chunks)]

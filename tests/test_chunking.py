@@ -1,6 +1,6 @@
 import pytest
 
-from qa.chunking import chunk_document
+from qa.chunking import chunk_document, document_title, indexed_text, passage_header
 from qa.loading import bundled_document, make_document
 from qa.text import split_sentences
 
@@ -64,3 +64,49 @@ def test_one_enormous_line_without_spaces_gives_passages_of_at_most_the_chunk_si
     chunks = chunk_document(doc, 600, 150)
     assert len(chunks) == 17 and max(len(c.text) for c in chunks) == 600
     assert "".join(c.text for c in chunks) == doc.text
+
+
+@pytest.mark.parametrize("source,title", [
+    ("mediation-familiale.html", "mediation familiale"),  # a user's file: its name in words
+    ("rapport_annuel 2024.pdf", "rapport annuel 2024"),
+    ("Super_Bowl_50#3", "Super Bowl 50"),  # a SQuAD-format set's paragraph 3 of an article
+    ("Washington_D.C.#0", "Washington D.C."),  # an article's dots are no file extension
+    ("<i>Terminator 2 : Le Jugement dernier</i>#1", "Terminator 2 : Le Jugement dernier"),  # PIAF
+    ('<i><span class="lang-en" lang="en">Moonraker</span></i> (film)#0', "Moonraker (film)"),
+])
+def test_document_title_is_the_file_name_or_the_article_title_in_words(source, title):
+    assert document_title(source) == title
+
+
+GUIDE = ("# Guide\nCe guide présente les démarches d’un divorce, pas à pas, pour les deux parents.\n"
+         "## La médiation familiale\nElle aide les parents à s’entendre. Une séance coûte entre 2 et 131 euros.\n")
+
+
+def test_a_sectioned_passage_is_indexed_under_its_title_and_section():
+    doc = make_document("guide-du-divorce.md", GUIDE)
+    chunk = next(c for c in chunk_document(doc, 90, 0) if c.section == "La médiation familiale")
+    assert indexed_text(chunk, "title+section") == "guide du divorce — La médiation familiale\n" + chunk.text
+    assert indexed_text(chunk, "title") == "guide du divorce\n" + chunk.text
+    assert indexed_text(chunk, "") == chunk.text
+
+
+def test_a_header_never_says_the_same_words_twice():
+    doc = make_document("mediation-familiale.md", "# Médiation familiale\nElle aide les parents à s’entendre.")
+    (chunk,) = chunk_document(doc, 600, 0)
+    assert chunk.section == "Médiation familiale"
+    assert passage_header(chunk, "title+section") == "mediation familiale"
+
+
+def test_an_unknown_header_choice_is_refused_with_the_choices():
+    (chunk,) = chunk_document(make_document("a.txt", "Un texte."), 600, 0)
+    with pytest.raises(ValueError, match="headers must be one of"):
+        indexed_text(chunk, "title+page")
+
+
+@pytest.mark.parametrize("source", ["guide-du-divorce.md", "Guide_du_divorce#0"])
+def test_headers_change_what_is_indexed_never_what_is_quoted(source):
+    doc = make_document(source, GUIDE)
+    for chunk in chunk_document(doc, 90, 0):  # the passage shown and quoted is the document's own text at its offsets
+        assert doc.text[chunk.start : chunk.end] == chunk.text
+        indexed = indexed_text(chunk, "title+section")
+        assert indexed != chunk.text and indexed.endswith("\n" + chunk.text)

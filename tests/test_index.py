@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import qa.index as index_module
+from qa.chunking import DENSE_HEADERS, indexed_text
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.index import extend_index, load_index, read_manifest, save_index
 from qa.library import build_from_sources, index_sources, open_index
@@ -97,7 +98,7 @@ def test_another_embedder_of_the_same_dimension_rebuilds_never_mixes(settings):
     rebuilt = open_index(settings, other)
     assert rebuilt.manifest.embedder == "multilingual-e5-small"
     assert rebuilt.vectors.ntotal == len(rebuilt.chunks) == len(first.chunks)
-    expected = other.embed_batch([c.text for c in rebuilt.chunks], "passage")
+    expected = other.embed_batch([indexed_text(c, DENSE_HEADERS) for c in rebuilt.chunks], "passage")
     stored = rebuilt.vectors.reconstruct_n(0, rebuilt.vectors.ntotal)
     assert np.allclose(stored, expected)  # every vector from the new embedder
     assert read_manifest(settings.index_dir).embedder == "multilingual-e5-small"
@@ -193,6 +194,35 @@ def test_an_older_index_whose_files_are_gone_names_the_fix(settings, embedder, t
     doc.unlink()
     with pytest.raises(IndexMismatchError, match="older format.*qa index"):
         open_index(settings, embedder)
+
+
+def test_an_index_embedded_with_other_headers_is_re_embedded_from_its_own_texts(settings, embedder, tmp_path):
+    doc = tmp_path / "mediation-familiale.txt"
+    doc.write_text("Une séance coûte entre 2 et 131 euros.", encoding="utf-8")
+    before = index_sources([str(doc)], embedder, settings)
+    assert before.manifest.dense_headers == DENSE_HEADERS
+    rewrite_manifest(settings.index_dir, lambda m: m.update(dense_headers="title"))  # as if titles were embedded
+    old = read_manifest(settings.index_dir)
+    assert old.mismatches(embedder.name, settings.chunk_size, settings.chunk_overlap) == [
+        f"passages embedded with headers 'title', this version embeds them with {DENSE_HEADERS or 'none'!r}"]
+    with pytest.raises(IndexMismatchError, match="embedded with headers 'title'"):  # never mixed
+        extend_index(load_index(settings.index_dir), list(before.chunks), embedder)
+    doc.unlink()  # re-embedded from the library's own text: the file need not be there
+    calls = embedder.calls
+    after = open_index(settings, embedder)
+    assert embedder.calls > calls and read_manifest(settings.index_dir).dense_headers == DENSE_HEADERS
+    assert after.chunks == before.chunks  # the same passages, offsets and ids
+    expected = embedder.embed_batch([indexed_text(c, DENSE_HEADERS) for c in after.chunks], "passage")
+    assert np.allclose(after.vectors.reconstruct_n(0, len(after.chunks)), expected)
+
+
+def test_an_index_from_before_the_headers_field_is_re_embedded_only_if_headers_are_embedded(settings, embedder):
+    index_sources([BUNDLED], embedder, settings)
+    rewrite_manifest(settings.index_dir, lambda m: m.pop("dense_headers"))  # as written before the field
+    assert read_manifest(settings.index_dir).dense_headers == ""
+    calls = embedder.calls
+    open_index(settings, embedder)
+    assert (embedder.calls > calls) == (DENSE_HEADERS != "")
 
 
 def test_manifest_records_what_the_issue_names(settings, embedder):

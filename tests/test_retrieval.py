@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from qa.chunking import chunk_documents
@@ -126,3 +127,30 @@ def test_fewer_candidates_than_passages_keep_the_best_and_true_cosines(retriever
     assert got[0].chunk == exact.retrieve(question, "fr", top_k=2)[0].chunk
     cosines = exact.dense_scores(question)  # a passage beyond the dense candidates keeps its own
     assert [p.dense_score for p in got] == pytest.approx([cosines[exact.chunks.index(p.chunk)] for p in got])
+
+
+def test_bm25_finds_a_passage_by_its_document_title_and_it_is_shown_without_it():
+    texts = {"mediation-familiale.txt": "Une séance coûte entre 2 et 131 euros selon les revenus.",
+             "pension-alimentaire.txt": "Le montant dépend des revenus et du nombre d’enfants."}
+    docs = [make_document(name, text) for name, text in texts.items()]
+    embedder = FakeEmbedder()
+    index = build_index(chunk_documents(docs, 600, 0), embedder, chunk_size=600, chunk_overlap=0,
+                        corpus_hash="x", sources=[])
+    question = "Et la médiation familiale ?"  # neither passage says it: one title does
+    assert Retriever(index, embedder, lexical_headers="").lexical_ranking(question, "fr") == []
+    for mode in ("bm25", "hybrid"):
+        (passage,) = Retriever(index, embedder, mode=mode).retrieve(question, "fr", top_k=1)
+        assert passage.chunk.source == "mediation-familiale.txt"
+        assert passage.chunk.text == texts["mediation-familiale.txt"]  # what is shown and quoted
+
+
+def test_a_header_every_passage_shares_is_left_out_of_bm25():
+    doc = make_document("qwen-alibaba.txt", " ".join(FRENCH))
+    embedder = FakeEmbedder()
+    index = build_index(chunk_documents([doc], 60, 0), embedder, chunk_size=60, chunk_overlap=0,
+                        corpus_hash="x", sources=[])
+    assert len(index.chunks) > 2
+    question = "Combien de modèles Qwen chez Alibaba ?"
+    with_headers, without = Retriever(index, embedder), Retriever(index, embedder, lexical_headers="")
+    assert np.array_equal(_scores(with_headers._bm25, tokenize(question, "fr"), len(index.chunks)),
+                          _scores(without._bm25, tokenize(question, "fr"), len(index.chunks)))
