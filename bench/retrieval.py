@@ -304,26 +304,27 @@ def headers(args: argparse.Namespace) -> dict:
     return report
 
 
-def print_headers(report: dict) -> None:
-    print(f"## {report['embedder']}: passage headers (cells: {' / '.join(SHOWN)} fused w=4; "
-          "BM25 weight chosen on the tuning parts)")
+def _print_variant_table(report: dict, mode: str) -> None:
+    """One row per set and part, one column per header variant: `mode`'s SHOWN figures."""
     variants = list(report["variants"])
     first = report["variants"][variants[0]]["sets"]
     print("| set | part | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
     for set_name, parts in first.items():
         for part in parts:
-            cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes']['fused w=4'][k]:.3f}"
+            cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes'][mode][k]:.3f}"
                                 for k in SHOWN) for v in variants]
             print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+
+
+def print_headers(report: dict) -> None:
+    print(f"## {report['embedder']}: passage headers (cells: {' / '.join(SHOWN)} fused w=4; "
+          "BM25 weight chosen on the tuning parts)")
+    variants = list(report["variants"])
+    _print_variant_table(report, "fused w=4")
     print("| chosen weight | | " + " | ".join(f"{report['variants'][v]['chosen_weight']:g}" for v in variants) + " |")
     for mode in ("dense", "bm25"):
         print(f"\n{mode} alone (recall@1 / recall@5 / MRR):")
-        print("| set | part | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
-        for set_name, parts in first.items():
-            for part in parts:
-                cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes'][mode][k]:.3f}"
-                                    for k in SHOWN) for v in variants]
-                print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+        _print_variant_table(report, mode)
     print("\nMRR by BM25 weight, per variant:")
     for v in variants:
         print(f"\n{v}:\n| set | part | " + " | ".join(report["weights"]) + " |\n|---|---|"
