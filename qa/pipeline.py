@@ -45,7 +45,7 @@ from qa.prompting import (
     sanitize,
     translation_messages,
 )
-from qa.reader import NOT_FOUND, is_not_found, reader_messages, reading_list
+from qa.reader import NOT_FOUND, finished, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
@@ -330,7 +330,9 @@ class Pipeline:
         declined = not draft or is_not_found(draft)
         unsupported = True
         if not declined:
-            text, citations, unsupported = self.verify(question, language, without_markup(draft), turn.passages,
+            generated = getattr(self.generator, "last", {}).get("new_tokens", len(pieces))
+            reply = finished(draft, language) if generated >= self.settings.max_new_tokens else draft
+            text, citations, unsupported = self.verify(question, language, without_markup(reply), turn.passages,
                                                          turn.embed_passages)
             if not unsupported:
                 return self._in_question_language(text, language, citations), citations, False, draft

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from qa.citations import answer_sentences
 from qa.evidence import Evidence
 from qa.prompting import sanitize
 from qa.text import sentence_spans
@@ -183,3 +184,24 @@ def is_not_found(reply: str) -> bool:
     (True, True, False)
     """
     return bool(_NOT_FOUND.match(reply))
+
+
+_ENDED = re.compile(r"[.!?…»\"”)\]]\s*$")
+
+
+def finished(reply: str, language: Language) -> str:
+    """A reply the token budget cut, without its unfinished last sentence when an earlier one is
+    whole: half a sentence ("De plus, bien que l'open source prosp") is no claim to check or show.
+    A reply of one sentence is left to the check.
+
+    >>> finished("Qwen compte 100 000 modèles [1]. De plus, bien que l’open source prosp", "fr")
+    'Qwen compte 100 000 modèles [1].'
+    >>> finished("Qwen compte 100 000 modèles [1]. Il domine [2].", "fr")
+    'Qwen compte 100 000 modèles [1]. Il domine [2].'
+    >>> finished("Les modèles sans supporter tous les", "fr")
+    'Les modèles sans supporter tous les'
+    """
+    sentences = answer_sentences(reply, language)
+    if len(sentences) > 1 and not _ENDED.search(sentences[-1]):
+        return " ".join(sentences[:-1])
+    return reply

@@ -544,6 +544,18 @@ def test_direct_style_leaves_an_answer_in_the_question_language_or_in_names_alon
     assert not any(text.startswith(reply[:4]) for text in asked)  # the answer itself is never translated
 
 
+@pytest.mark.parametrize("cut", [True, False])
+def test_direct_style_drops_the_half_sentence_the_token_budget_cut(settings, cut):
+    reply = "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]. De plus, la famille Qwen"
+    budget = len(reply.split(" ")) if cut else 1000  # the fake streams word by word
+    pipeline = Pipeline(settings.with_(answer_style="direct", max_new_tokens=budget), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(reply))
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and answer.text.startswith("Plus de 100 000")
+    assert ("De plus" not in answer.text) == cut, answer.text
+    assert answer.draft == reply  # the record keeps what the model wrote
+
+
 def test_direct_style_declines_when_no_claim_holds_up_and_the_evidence_is_weak(settings, model_always_drafts):
     pipeline = make(settings, "Qwen compte 250 000 modèles [1].", style="direct")
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
