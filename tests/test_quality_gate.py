@@ -21,20 +21,23 @@ TESTSET = Path(__file__).parent / "data" / "testset.jsonl"
 # 0.938 / 0.887, dense 0.701: e5 ranks English questions' passages second more often, and first
 # in five more often.)
 RETRIEVAL_FLOORS = {"recall@1": 0.74, "recall@5": 0.92, "mrr": 0.80}
-# With every sentence translated (as setup leaves it): recall@1 0.891, recall@5 0.969, MRR 0.924;
-# dense alone 0.701 MRR, BM25 alone 0.928 (it reads the English questions' French passages
-# through the translations too: on this one article it ties the fusion, docs/quality.md).
-PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.95, "mrr": 0.88}
+# With every sentence translated (as setup leaves it; 2026-12-01, e5, this machine's memory):
+# recall@1 0.859, recall@5 0.953, MRR 0.894; dense alone 0.791 MRR, BM25 alone 0.890 (it reads
+# the English questions' French passages through the translations too, docs/quality.md). The
+# figure depends on the translations the setup's model wrote (recall@5 was 0.969 with an earlier
+# memory), hence recall@5's floor one question below.
+PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.93, "mrr": 0.88}
 # Measured 2026-12-01 (docs/quality.md, *The reader*), the default direct style with the 1.5B
 # reader, e5 index and USE evidence, nothing translated: answer 0.781, correct and cited 0.750,
-# citation precision 0.833, abstention recall 0.812, language match 0.952, false abstention 0.062,
-# the gold stated outside quotes 0.594, median answer 23.5 words. Floors: about 4 questions below.
+# citation precision 0.833, abstention recall 0.812, language match 1.000 (a bare name counts as
+# the question's language), false abstention 0.062, the gold stated outside quotes 0.594, median
+# answer 23.5 words. Floors: about 4 questions below.
 ANSWER_FLOORS = {
     "answer_correct": 0.72,
     "correct_and_cited": 0.69,
     "citation_precision": 0.77,
     "abstention_recall": 0.68,
-    "language_match": 0.90,
+    "language_match": 0.94,
     "own_words": 0.53,
 }
 ANSWER_WORDS_CEILING = 28
