@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/replay.py REPORT.json [--testset tests/data/testset.jsonl] [--ids fr-002,en-016]
 
+REPORT.json: a `qa eval` report of the project test set (judged against --testset) or of a
+SQuAD-format set (its questions and benchmark index are read from the report's config).
+
 The direct style's reply depends on the model's draft (recorded in each row as "draft") and on
 what the pipeline does with it: the claim checks, the fallback quote, the near-miss rule. When
 only that second part changes, feeding each recorded draft back in place of the model gives the
@@ -26,10 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from qa.evaluation import document_texts, failure_reason, judge  # noqa: E402
 from qa.generation import make_generator  # noqa: E402
+from qa.index import load_index  # noqa: E402
 from qa.metrics import summarize  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 from qa.reader import SYSTEM  # noqa: E402
 from qa.settings import Settings  # noqa: E402
+from qa.squad import read_squad, score_row, squad_failure, squad_summary  # noqa: E402
 from qa.testset import load_testset  # noqa: E402
 from qa.translations import TranslationMemory  # noqa: E402
 
@@ -56,6 +61,10 @@ class ReplayGenerator:
 
     def stream(self, messages, max_new_tokens: int, prefix: str = ""):
         if messages and messages[0].get("content") == SYSTEM:
+            # as many tokens as the model spent on it, so a reply cut by the budget reads as cut
+            llm = getattr(self.real(), "_llm", None)
+            self.last = {"new_tokens": len(llm.tokenize(self.draft.encode("utf-8"), add_bos=False))
+                         if llm is not None and self.draft else 0}
             yield self.draft
             return
         yield from self.real().stream(messages, max_new_tokens, prefix=prefix)
@@ -81,29 +90,42 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k}={recorded.get(k)!r}" for k in differ), file=sys.stderr)
         return 2
     generator = ReplayGenerator(settings)
-    pipeline = Pipeline(settings=settings, generator=generator, translations=TranslationMemory(None)).load()
-    items = {i.id: i for i in load_testset(args.testset, document_texts(pipeline.index.chunks))}
+    squad = report["config"].get("kind") == "squad"
+    index = load_index(Path(report["config"]["corpus"]["index_dir"])) if squad else None
+    pipeline = Pipeline(settings=settings, generator=generator, index=index,
+                        translations=TranslationMemory(None)).load()
+    if squad:  # a SQuAD-format set's report: its questions, judged as `qa eval` judged them
+        questions = {q.id: q for q in read_squad(ROOT / report["config"]["testset"]).questions}
+        judged, why, summary = (lambda row: score_row(row, questions[row["id"]])), squad_failure, squad_summary
+    else:
+        items = {i.id: i for i in load_testset(args.testset, document_texts(pipeline.index.chunks))}
+        judged, why, summary = (lambda row: judge(row, items[row["id"]])), failure_reason, summarize
     wanted = set(filter(None, args.ids.split(",")))
-    before, after, rows = [], [], []
+    before, after, rows, moved = [], [], [], []
     for row in report["rows"]:
         if wanted and row["id"] not in wanted:
             continue
-        item = items[row["id"]]
         generator.draft = row.get("draft") or ""
         answer = pipeline.ask(row["question"])
         new = {**row, **answer.to_json(), "id": row["id"]}
-        old_outcome, new_outcome = judge(row, item), judge(new, item)
+        if [p["chunk_id"] for p in new["passages"]] != [p["chunk_id"] for p in row["passages"]]:
+            moved.append(row["id"])
+        old_outcome, new_outcome = judged(row), judged(new)
         before.append(old_outcome)
         after.append(new_outcome)
         rows.append(new)
-        old_why, new_why = failure_reason(old_outcome), failure_reason(new_outcome)
+        old_why, new_why = why(old_outcome), why(new_outcome)
         if old_why != new_why or row["answer"] != new["answer"]:
             print(f"{row['id']}: {old_why or 'ok'} -> {new_why or 'ok'}")
             print(f"    was: {row['answer'][:160]}")
             print(f"    now: {new['answer'][:160]}")
-    keys = ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
-            "false_abstention", "language_match", "own_words")
-    b, a = summarize(before), summarize(after)
+    keys = (("answer_contains_gold", "f1", "abstention_recall", "false_abstention", "language_match", "own_words")
+            if squad else ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
+                           "false_abstention", "language_match", "own_words"))
+    b, a = summary(before), summary(after)
+    if moved:
+        print(f"warning: {len(moved)} question(s) retrieved other passages than when recorded (retrieval or index "
+              f"changed), so their replays don't measure the checks alone: {', '.join(moved[:10])}")
     print(f"{'metric':<20} {'recorded':>9} {'replayed':>9}")
     for key in keys:
         print(f"{key:<20} {b.get(key, float('nan')):>9.3f} {a.get(key, float('nan')):>9.3f}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qa.citations import answer_sentences
 from qa.evidence import Evidence
 from qa.prompting import sanitize
 from qa.text import sentence_spans
@@ -190,18 +189,17 @@ _ENDED = re.compile(r"[.!?…»\"”)\]]\s*$")
 
 
 def finished(reply: str, language: Language) -> str:
-    """A reply the token budget cut, without its unfinished last sentence when an earlier one is
-    whole: half a sentence ("De plus, bien que l'open source prosp") is no claim to check or show.
-    A reply of one sentence is left to the check.
+    """A reply the token budget cut, its unfinished last sentence ended at its last whole word
+    with "…": the reader sees that it was cut, and the check reads no half word.
 
     >>> finished("Qwen compte 100 000 modèles [1]. De plus, bien que l’open source prosp", "fr")
-    'Qwen compte 100 000 modèles [1].'
+    'Qwen compte 100 000 modèles [1]. De plus, bien que l’open source…'
     >>> finished("Qwen compte 100 000 modèles [1]. Il domine [2].", "fr")
     'Qwen compte 100 000 modèles [1]. Il domine [2].'
-    >>> finished("Les modèles sans supporter tous les", "fr")
-    'Les modèles sans supporter tous les'
+    >>> finished("un risque si des modèles d'", "fr")
+    'un risque si des modèles…'
     """
-    sentences = answer_sentences(reply, language)
-    if len(sentences) > 1 and not _ENDED.search(sentences[-1]):
-        return " ".join(sentences[:-1])
-    return reply
+    if _ENDED.search(reply):
+        return reply
+    whole = re.sub(r"\s*\S*$", "", reply.rstrip())  # the last word may be cut
+    return whole.rstrip(" ,;:") + "…" if whole else reply

@@ -545,14 +545,14 @@ def test_direct_style_leaves_an_answer_in_the_question_language_or_in_names_alon
 
 
 @pytest.mark.parametrize("cut", [True, False])
-def test_direct_style_drops_the_half_sentence_the_token_budget_cut(settings, cut):
-    reply = "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]. De plus, la famille Qwen"
+def test_direct_style_ends_a_reply_the_token_budget_cut_at_its_last_whole_word(settings, cut):
+    reply = "La famille Qwen compte plus de 100 000 modèles dérivés construits sur elle, surpassant la communauté Lla"
     budget = len(reply.split(" ")) if cut else 1000  # the fake streams word by word
     pipeline = Pipeline(settings.with_(answer_style="direct", max_new_tokens=budget), embedder=FakeEmbedder(),
                         generator=FakeGenerator(reply))
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
-    assert not answer.abstained and answer.text.startswith("Plus de 100 000")
-    assert ("De plus" not in answer.text) == cut, answer.text
+    assert not answer.abstained and answer.text.startswith("La famille Qwen compte plus de 100 000")
+    assert ("communauté… [1]" in answer.text and "Lla" not in answer.text) == cut, answer.text
     assert answer.draft == reply  # the record keeps what the model wrote
 
 
