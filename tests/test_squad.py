@@ -251,6 +251,13 @@ def test_score_row_takes_the_best_gold_answer(squad_file, prediction, abstained,
     assert score.outcome.own_words is correct  # nothing quoted
 
 
+@pytest.mark.parametrize("prediction,expected", [("Vistula [1].", "en"), ("Warszawa [1].", "en"),
+                                                 ("La Vistule traverse Varsovie [1].", "fr")])
+def test_a_bare_name_is_in_the_question_s_language(squad_file, prediction, expected) -> None:
+    w1 = squad.read_squad(squad_file).questions[5]  # an English question
+    assert squad.score_row({"answer": prediction, "abstained": False}, w1).outcome.answer_language == expected
+
+
 def test_own_words_do_not_count_the_quoted_sentence(squad_file) -> None:
     w1 = squad.read_squad(squad_file).questions[5]
     quoted = squad.score_row({"answer": "D'après les sources : « The Vistula river flows through Warsaw. » [2]",
