@@ -12,7 +12,8 @@ answers the changed code writes, in seconds instead of a 12-minute run. Prompts 
 reader's (translations of a quoted sentence) still go to the real model, which is greedy, so
 they repeat the recorded run's. Only valid while the reader's prompt, the retrieval and the
 settings are those of the recorded run (same commit for qa/reader.py, same index): the tool
-refuses a report whose settings differ from the current ones.
+refuses a report whose settings differ from the current ones (set them back with QA_* variables,
+e.g. QA_MAX_NEW_TOKENS=64), and names the questions whose retrieved passages moved.
 
 Prints each question whose judgement changes, then the metrics before and after.
 """
