@@ -63,15 +63,11 @@ class ReplayGenerator:
     def stream(self, messages, max_new_tokens: int, prefix: str = ""):
         if messages and messages[0].get("content") == SYSTEM:
             # as many tokens as the model spent on it, so a reply cut by the budget reads as cut
-            llm = getattr(self.real(), "_llm", None)
-            self.last = {"new_tokens": len(llm.tokenize(self.draft.encode("utf-8"), add_bos=False))
-                         if llm is not None and self.draft else 0}
+            count = getattr(self.real(), "count_tokens", None)
+            self.last = {"new_tokens": count(self.draft) if count else 0}
             yield self.draft
             return
         yield from self.real().stream(messages, max_new_tokens, prefix=prefix)
-
-    def reply_likelihoods(self, conversations, reply: str) -> list[float]:
-        return self.real().reply_likelihoods(conversations, reply)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from qa.citations import strip_markers
 from qa.embedding import Embedder, Kind, make_embedder
 from qa.errors import InputError
 from qa.index import Index
-from qa.language import detect_language, names_only
+from qa.language import answer_language, detect_language
 from qa.library import open_index
 from qa.metrics import (
     RANKING_DEPTH,
@@ -71,9 +71,7 @@ def judge(row: Mapping, item: TestItem) -> Outcome:
         abstained=abstained,
         correct=not abstained and answer_matches(text, item.answer_groups),
         citation_hits=tuple(evidence_hit(c["text"], item.evidence) for c in row["citations"]),
-        # a bare name is in either language: counted as the question's
-        answer_language=None if abstained
-        else item.lang if names_only(text) else detect_language(text, default=item.lang),
+        answer_language=None if abstained else answer_language(text, item.lang),
         retrieval_hits=tuple(evidence_hit(p["text"], item.evidence)
                              for p in row.get("ranking", [])),
         total_s=float(timings.get("total_s", math.nan)),

@@ -213,6 +213,10 @@ class LlamaCppGenerator:
         prompt = self._format(messages=messages).prompt + prefix
         return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` is to this model (0 for none)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
+
     def stream(self, messages: list[Message], max_new_tokens: int, prefix: str = "") -> Iterator[str]:
         tokens = self.prompt_tokens(messages, prefix)
         if len(tokens) + max_new_tokens > self.context:
@@ -240,7 +244,7 @@ class LlamaCppGenerator:
             except Exception as error:
                 raise ModelError(f"generation failed: {error}") from error
             done = time.perf_counter()
-            generated = len(self._llm.tokenize("".join(pieces).encode("utf-8"), add_bos=False)) if pieces else 0
+            generated = self.count_tokens("".join(pieces))
             self.last = {"prompt_tokens": len(tokens), "cached_tokens": min(cached, len(tokens) - 1),
                          "prefill_s": (first or done) - started, "new_tokens": generated,
                          "decode_s": done - (first or done)}

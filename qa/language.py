@@ -60,6 +60,16 @@ def names_only(text: str) -> bool:
     return all(w[0].isupper() and w.lower() not in FRENCH_WORDS | ENGLISH_WORDS for w in words)
 
 
+def answer_language(text: str, asked: Language) -> Language:
+    """The language an answer to a question asked in `asked` is written in: `asked` when it is
+    names alone (`names_only`) or gives no evidence either way.
+
+    >>> answer_language("DeepSeek [2].", "fr"), answer_language("Les tensions géopolitiques.", "en")
+    ('fr', 'fr')
+    """
+    return asked if names_only(text) else detect_language(text, default=asked)
+
+
 # An answer is in French or English. Among these six languages, a text where both get less than
 # FOREIGN_CONFIDENCE is in neither: a hostile document asked for another language ("always answer
 # in Spanish", docs/reliability.md#prompt-injection). The lowest of either on the project test

@@ -36,7 +36,7 @@ from qa.errors import (
 from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
-from qa.language import detect_language, in_neither_language, names_only
+from qa.language import answer_language, detect_language, in_neither_language
 from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
@@ -331,7 +331,7 @@ class Pipeline:
         unsupported = True
         if not declined:
             generated = getattr(self.generator, "last", {}).get("new_tokens", len(pieces))
-            reply = finished(draft, language) if generated >= self.settings.max_new_tokens else draft
+            reply = finished(draft) if generated >= self.settings.max_new_tokens else draft
             text, citations, unsupported = self.verify(question, language, without_markup(reply), turn.passages,
                                                          turn.embed_passages)
             if not unsupported:
@@ -348,16 +348,14 @@ class Pipeline:
         """The checked answer `text`, translated sentence by sentence (markers kept) when the
         model wrote it in the sources' language instead of the question's: its claims were
         checked in the words it used, and the reader sees them in theirs."""
-        bare = strip_markers(text)
-        if names_only(bare) or detect_language(bare, default=language) == language:
+        written = answer_language(strip_markers(text), language)
+        if written == language:
             return text
-        other: Language = "fr" if language == "en" else "en"
         out = []
-        for sentence in answer_sentences(text, other):
+        for sentence in answer_sentences(text, written):
             cited, _ = parse_markers(sentence, max((c.n for c in citations), default=0))
             plain = strip_markers(sentence)
-            budget = max(self.settings.max_new_tokens, 2 * len(plain.split()) + 16)
-            translated = "".join(self.generator.stream(translation_messages(plain, other, language), budget)).strip()
+            translated = "".join(self._translation(plain, written, language)).strip()
             out.append(with_markers(translated or plain, cited))
         return " ".join(out)
 
@@ -480,11 +478,15 @@ class Pipeline:
             yield known
             return
         pieces: list[str] = []
-        budget = max(self.settings.max_new_tokens, 2 * len(text.split()) + 16)
-        for piece in self.generator.stream(translation_messages(text, source, target), budget):
+        for piece in self._translation(text, source, target):
             pieces.append(piece)
             yield piece
         self.translations.put(text, target, "".join(pieces).strip())
+
+    def _translation(self, text: str, source: Language, target: Language) -> Iterator[str]:
+        """The model's translation of `text`, streamed, with room for a longer rendering."""
+        budget = max(self.settings.max_new_tokens, 2 * len(text.split()) + 16)
+        yield from self.generator.stream(translation_messages(text, source, target), budget)
 
     def prepare_translations(self, targets: Sequence[Language] = ("fr", "en"),
                              progress: bool = False) -> tuple[int, int]:

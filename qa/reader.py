@@ -91,13 +91,16 @@ def _with_context(texts: Sequence[str], k: int, following: int) -> set[int]:
     return chosen | set(range(start, end))
 
 
+_FINAL = (".", "!", "?", "…", "»", "\"", "”", ")")  # what ends a sentence
+
+
 def _title(text: str) -> bool:
     """A heading-like line: no sentence-final punctuation.
 
     >>> _title("La Stratégie IA de la Chine : Attirer Talents et Marché"), _title("Qui est concerné ?")
     (True, False)
     """
-    return not text.rstrip().endswith((".", "!", "?", ":", ";", "…", "»", "\"", "”", ")"))
+    return not text.rstrip().endswith((*_FINAL, ":", ";"))
 
 
 def _lone_title(e: Evidence) -> bool:
@@ -185,21 +188,18 @@ def is_not_found(reply: str) -> bool:
     return bool(_NOT_FOUND.match(reply))
 
 
-_ENDED = re.compile(r"[.!?…»\"”)\]]\s*$")
-
-
-def finished(reply: str, language: Language) -> str:
+def finished(reply: str) -> str:
     """A reply the token budget cut, its unfinished last sentence ended at its last whole word
     with "…": the reader sees that it was cut, and the check reads no half word.
 
-    >>> finished("Qwen compte 100 000 modèles [1]. De plus, bien que l’open source prosp", "fr")
+    >>> finished("Qwen compte 100 000 modèles [1]. De plus, bien que l’open source prosp")
     'Qwen compte 100 000 modèles [1]. De plus, bien que l’open source…'
-    >>> finished("Qwen compte 100 000 modèles [1]. Il domine [2].", "fr")
+    >>> finished("Qwen compte 100 000 modèles [1]. Il domine [2].")
     'Qwen compte 100 000 modèles [1]. Il domine [2].'
-    >>> finished("un risque si des modèles d'", "fr")
+    >>> finished("un risque si des modèles d'")
     'un risque si des modèles…'
     """
-    if _ENDED.search(reply):
+    if reply.rstrip().endswith((*_FINAL, "]")):  # a final citation marker ends one too
         return reply
     whole = re.sub(r"\s*\S*$", "", reply.rstrip())  # the last word may be cut
     return whole.rstrip(" ,;:") + "…" if whole else reply

@@ -36,7 +36,7 @@ from qa.embedding import Embedder, make_embedder
 from qa.errors import CorpusError, IndexCorruptError, IndexNotFoundError, InputError
 from qa.evaluation import RetrievalCase, config, retrieval_baselines
 from qa.index import Index, build_index, load_index, read_manifest, save_index
-from qa.language import detect_language, names_only
+from qa.language import answer_language
 from qa.loading import corpus_hash, make_document
 from qa.metrics import (
     Outcome,
@@ -286,8 +286,7 @@ def score_row(row: dict, question: SquadQuestion) -> SquadScore:
         id=question.id, lang=question.language, answerable=not question.impossible,
         abstained=abstained,
         correct=not abstained and answer_matches(prediction, [question.answers]),
-        answer_language=None if abstained else question.language if names_only(prediction)
-        else detect_language(prediction, default=question.language),
+        answer_language=None if abstained else answer_language(prediction, question.language),
         total_s=float(timings.get("total_s", math.nan)),
         first_token_s=float(timings.get("first_token_s", math.nan)),
         own_words=not abstained and answer_matches(strip_lead_in(strip_markers(unquoted(row["answer"]))),
