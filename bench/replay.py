@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ from qa.generation import make_generator  # noqa: E402
 from qa.index import load_index  # noqa: E402
 from qa.metrics import summarize  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
-from qa.reader import SYSTEM  # noqa: E402
+from qa.reader import NOT_FOUND, SYSTEM  # noqa: E402
 from qa.settings import Settings  # noqa: E402
 from qa.squad import read_squad, score_row, squad_failure, squad_summary  # noqa: E402
 from qa.testset import load_testset  # noqa: E402
@@ -49,6 +50,7 @@ class ReplayGenerator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.draft = ""
+        self.doubt: float | None = None
         self.name = settings.llm
         self._real = None
 
@@ -65,9 +67,54 @@ class ReplayGenerator:
             # as many tokens as the model spent on it, so a reply cut by the budget reads as cut
             count = getattr(self.real(), "count_tokens", None)
             self.last = {"new_tokens": count(self.draft) if count else 0}
+            if self.doubt is not None:  # the recorded chance of NOT FOUND stands for the first choices
+                self.last["first_choices"] = [(NOT_FOUND, self.doubt)]
             yield self.draft
             return
         yield from self.real().stream(messages, max_new_tokens, prefix=prefix)
+
+
+class Replay:
+    """A recorded report's rows, asked again of the current code with their recorded drafts."""
+
+    def __init__(self, report: dict, testset: Path = ROOT / "tests/data/testset.jsonl") -> None:
+        self.report = report
+        self.settings = Settings.from_env()
+        recorded = report["config"]["settings"]
+        self.differ = [k for k in SAME if recorded.get(k) != getattr(self.settings, k)]
+        self.generator = ReplayGenerator(self.settings)
+        # a run with the translations `qa translate` prepared read them in retrieval: so does its replay
+        unprepared = report["config"].get("translations", {}).get("mode", "none") == "none"
+        self.squad = report["config"].get("kind") == "squad"
+        index = load_index(Path(report["config"]["corpus"]["index_dir"])) if self.squad else None
+        self.pipeline = Pipeline(settings=self.settings, generator=self.generator, index=index,
+                                 translations=TranslationMemory(None) if unprepared else None)
+        if self.squad:  # a SQuAD-format set's report: its questions, judged as `qa eval` judged them
+            questions = {q.id: q for q in read_squad(ROOT / report["config"]["testset"]).questions}
+            self.judged = lambda row: score_row(row, questions[row["id"]])
+            self.why, self.summary = squad_failure, squad_summary
+            self.keys = ("answer_contains_gold", "f1", "abstention_recall", "false_abstention", "language_match",
+                         "own_words")
+        else:
+            self.pipeline.load()
+            items = {i.id: i for i in load_testset(testset, document_texts(self.pipeline.index.chunks))}
+            self.judged = lambda row: judge(row, items[row["id"]])
+            self.why, self.summary = failure_reason, summarize
+            self.keys = ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
+                         "false_abstention", "language_match", "own_words")
+
+    def rows(self, wanted: set[str] = frozenset()) -> Iterator[tuple[dict, dict, bool]]:
+        """(recorded row, replayed row, whether its retrieved passages moved) for each row."""
+        self.pipeline.load()
+        for row in self.report["rows"]:
+            if wanted and row["id"] not in wanted:
+                continue
+            self.generator.draft = row.get("draft") or ""
+            self.generator.doubt = row.get("doubt")
+            answer = self.pipeline.ask(row["question"])
+            new = {**row, **answer.to_json(), "id": row["id"]}
+            moved = [p["chunk_id"] for p in new["passages"]] != [p["chunk_id"] for p in row["passages"]]
+            yield row, new, moved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,56 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the replayed rows here")
     args = parser.parse_args(argv)
 
-    report = json.loads(args.report.read_text(encoding="utf-8"))
-    settings = Settings.from_env()
-    recorded = report["config"]["settings"]
-    differ = [k for k in SAME if recorded.get(k) != getattr(settings, k)]
-    if differ:
+    replay = Replay(json.loads(args.report.read_text(encoding="utf-8")), args.testset)
+    if replay.differ:
+        recorded = replay.report["config"]["settings"]
         print("refused: the report was made with other settings: "
-              + ", ".join(f"{k}={recorded.get(k)!r}" for k in differ), file=sys.stderr)
+              + ", ".join(f"{k}={recorded.get(k)!r}" for k in replay.differ), file=sys.stderr)
         return 2
-    generator = ReplayGenerator(settings)
-    squad = report["config"].get("kind") == "squad"
-    index = load_index(Path(report["config"]["corpus"]["index_dir"])) if squad else None
-    pipeline = Pipeline(settings=settings, generator=generator, index=index,
-                        translations=TranslationMemory(None)).load()
-    if squad:  # a SQuAD-format set's report: its questions, judged as `qa eval` judged them
-        questions = {q.id: q for q in read_squad(ROOT / report["config"]["testset"]).questions}
-        judged, why, summary = (lambda row: score_row(row, questions[row["id"]])), squad_failure, squad_summary
-    else:
-        items = {i.id: i for i in load_testset(args.testset, document_texts(pipeline.index.chunks))}
-        judged, why, summary = (lambda row: judge(row, items[row["id"]])), failure_reason, summarize
-    wanted = set(filter(None, args.ids.split(",")))
     before, after, rows, moved = [], [], [], []
-    for row in report["rows"]:
-        if wanted and row["id"] not in wanted:
-            continue
-        generator.draft = row.get("draft") or ""
-        answer = pipeline.ask(row["question"])
-        new = {**row, **answer.to_json(), "id": row["id"]}
-        if [p["chunk_id"] for p in new["passages"]] != [p["chunk_id"] for p in row["passages"]]:
+    for row, new, was_moved in replay.rows(set(filter(None, args.ids.split(",")))):
+        if was_moved:
             moved.append(row["id"])
-        old_outcome, new_outcome = judged(row), judged(new)
+        old_outcome, new_outcome = replay.judged(row), replay.judged(new)
         before.append(old_outcome)
         after.append(new_outcome)
         rows.append(new)
-        old_why, new_why = why(old_outcome), why(new_outcome)
+        old_why, new_why = replay.why(old_outcome), replay.why(new_outcome)
         if old_why != new_why or row["answer"] != new["answer"]:
             print(f"{row['id']}: {old_why or 'ok'} -> {new_why or 'ok'}")
             print(f"    was: {row['answer'][:160]}")
             print(f"    now: {new['answer'][:160]}")
-    keys = (("answer_contains_gold", "f1", "abstention_recall", "false_abstention", "language_match", "own_words")
-            if squad else ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
-                           "false_abstention", "language_match", "own_words"))
-    b, a = summary(before), summary(after)
+    b, a = replay.summary(before), replay.summary(after)
     if moved:
         print(f"warning: {len(moved)} question(s) retrieved other passages than when recorded (retrieval or index "
               f"changed), so their replays don't measure the checks alone: {', '.join(moved[:10])}")
     print(f"{'metric':<20} {'recorded':>9} {'replayed':>9}")
-    for key in keys:
+    for key in replay.keys:
         print(f"{key:<20} {b.get(key, float('nan')):>9.3f} {a.get(key, float('nan')):>9.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"config": {**report["config"], "replayed": str(args.report)},
+        args.json.write_text(json.dumps({"config": {**replay.report["config"], "replayed": str(args.report)},
                                          "rows": rows}, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 

@@ -22,6 +22,9 @@ Message = dict[str, str]
 # Where a reply ends, for every engine: a blank line (the prompts ask for one short paragraph) or
 # the chat template's end-of-turn tokens, in case a server doesn't stop on them by itself.
 STOP = ["\n\n", "<|im_end|>", "<|endoftext|>"]
+# How many of the model's likeliest first tokens a llama.cpp generation reports (`last["first_choices"]`):
+# how likely the reader was to reply NOT FOUND is read from them (qa.reader.doubt).
+FIRST_CHOICES = 8
 
 
 @runtime_checkable
@@ -160,7 +163,7 @@ class LlamaCppGenerator:
         self._fixed = 0  # tokens of the warmed fixed beginning (`warm`), the KV cache reused
         # the last generation's figures: prompt tokens, those read from the KV cache, seconds to
         # the first token (prefill), tokens generated and seconds after the first (decode)
-        self.last: dict[str, float] = {}
+        self.last: dict[str, object] = {}
 
     def load(self) -> LlamaCppGenerator:
         if self._llm is not None:
@@ -231,9 +234,21 @@ class LlamaCppGenerator:
             started = time.perf_counter()
             first = None
             pieces: list[str] = []
+            self.last = {}
+            choices: list[list[tuple[str, float]]] = []
+
+            def note_first_choices(_ids, _scores) -> bool:  # a stopping criterion that never stops
+                if not choices:  # called once the first token is chosen, its logits still in place
+                    choices.append(self._top_choices())
+                    self.last = {"first_choices": choices[0]}  # kept even if the caller stops reading
+                return False
+
             try:
+                from llama_cpp import StoppingCriteriaList
+
                 for chunk in self._llm.create_completion(tokens, max_tokens=max_new_tokens, temperature=0.0,
-                                                         top_k=1, repeat_penalty=1.0, stream=True, stop=STOP):
+                                                         top_k=1, repeat_penalty=1.0, stream=True, stop=STOP,
+                                                         stopping_criteria=StoppingCriteriaList([note_first_choices])):
                     piece = chunk["choices"][0]["text"]
                     first = first or time.perf_counter()
                     if piece:
@@ -247,7 +262,19 @@ class LlamaCppGenerator:
             generated = self.count_tokens("".join(pieces))
             self.last = {"prompt_tokens": len(tokens), "cached_tokens": min(cached, len(tokens) - 1),
                          "prefill_s": (first or done) - started, "new_tokens": generated,
-                         "decode_s": done - (first or done)}
+                         "decode_s": done - (first or done), "first_choices": choices[0] if choices else []}
+
+    def _top_choices(self, k: int = FIRST_CHOICES) -> list[tuple[str, float]]:
+        """The `k` likeliest next tokens (text, probability) by the logits the model just computed."""
+        import numpy as np
+
+        n = self._llm.n_vocab()
+        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(n,)).astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        top = np.argpartition(-probabilities, k)[:k]
+        top = top[np.argsort(-probabilities[top])]
+        return [(self._llm.detokenize([int(t)]).decode("utf-8", "replace"), float(probabilities[t])) for t in top]
 
 
 _SERVER_SPEC = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$", re.IGNORECASE)

@@ -22,7 +22,9 @@ from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
     answerable,
+    doubtful,
     expects_figure,
+    final_decline,
     kept_names,
     names_everything_asked,
     strong,
@@ -45,7 +47,7 @@ from qa.prompting import (
     sanitize,
     translation_messages,
 )
-from qa.reader import NOT_FOUND, finished, is_not_found, reader_messages, reading_list
+from qa.reader import NOT_FOUND, doubt, finished, is_not_found, reader_messages, reading_list
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
@@ -131,7 +133,7 @@ def validate_question(question: str, max_chars: int) -> str:
     return question
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Turn:
     """What the answer styles share about one question: its passages and embedding functions
     (passage sentences embedded once per question)."""
@@ -141,6 +143,7 @@ class _Turn:
     passages: list[Passage]
     embed_passages: Callable[[list[str]], np.ndarray]
     embed_query: Callable[[list[str]], np.ndarray]
+    doubt: float | None = None  # the reader's, once it has replied (qa.reader.doubt)
 
 
 _Result = tuple[str, list[Citation], bool, str]  # text, citations, abstained, the model's draft
@@ -300,7 +303,7 @@ class Pipeline:
             timings={"retrieval_s": retrieved - started,
                      "first_token_s": (first_piece[0] if first_piece else done) - started,
                      "total_s": done - started},
-            models=self.models(), draft=draft,
+            models=self.models(), draft=draft, doubt=turn.doubt,
         )
 
     def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
@@ -316,6 +319,12 @@ class Pipeline:
         pieces: list[str] = []
         held: list[str] | None = []  # the reply's start, held until it can't be "NOT FOUND"
         for piece in self.generator.stream(messages, self.settings.max_new_tokens):
+            if not pieces:  # the model's first choices are known: an answer it nearly declined stops here
+                turn.doubt = self._doubt()
+                declining = bool(piece.strip()) and NOT_FOUND.startswith(piece.strip().upper())
+                if doubtful(turn.doubt) and not declining:
+                    pieces.append(piece)
+                    break
             pieces.append(piece)
             if held is not None:
                 held.append(piece)
@@ -329,6 +338,10 @@ class Pipeline:
         draft = "".join(pieces).strip()
         declined = not draft or is_not_found(draft)
         unsupported = True
+        if final_decline(turn.doubt, declined):
+            yield ("\n" if held is None else "") + ABSTENTION[language]
+            return ABSTENTION[language], [], True, draft
+        declined = declined or doubtful(turn.doubt)
         if not declined:
             generated = getattr(self.generator, "last", {}).get("new_tokens", len(pieces))
             reply = finished(draft) if generated >= self.settings.max_new_tokens else draft
@@ -343,6 +356,12 @@ class Pipeline:
             return "".join(parts).strip(), citations, False, draft
         yield ("\n" if held is None else "") + ABSTENTION[language]
         return ABSTENTION[language], [], True, draft
+
+    def _doubt(self) -> float | None:
+        """How likely the reader's reply just begun was to be NOT FOUND (`qa.reader.doubt`), from the
+        first choices its engine reported; None when it reports none."""
+        choices = getattr(self.generator, "last", {}).get("first_choices")
+        return doubt(choices) if choices else None
 
     def _in_question_language(self, text: str, language: Language, citations: Sequence[Citation]) -> str:
         """The checked answer `text`, translated sentence by sentence (markers kept) when the

@@ -203,3 +203,15 @@ def finished(reply: str) -> str:
         return reply
     whole = re.sub(r"\s*\S*$", "", reply.rstrip())  # the last word may be cut
     return whole.rstrip(" ,;:") + "…" if whole else reply
+
+
+def doubt(first_choices: Sequence[tuple[str, float]]) -> float:
+    """How likely the reader was to reply NOT FOUND: the probability of the first tokens, among its
+    likeliest `first_choices` (text, probability), that begin "NOT FOUND" (any case).
+
+    >>> round(doubt([("The", 0.6), ("NOT", 0.3), (" Not", 0.05), ("Qwen", 0.05)]), 2)
+    0.35
+    >>> doubt([("Qwen", 0.9), (" ", 0.1)])
+    0.0
+    """
+    return sum((p for piece, p in first_choices if piece.strip() and NOT_FOUND.startswith(piece.strip().upper())), 0.0)

@@ -101,6 +101,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     draft: str = ""  # the model's raw output, before verification
+    # how likely the reader was to reply NOT FOUND (qa.reader.doubt); None when its engine doesn't say
+    doubt: float | None = None
 
     def to_json(self) -> dict:
         """The `qa ask --json` object."""
@@ -140,4 +142,5 @@ class Answer:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "models": dict(self.models),
             "draft": self.draft,
+            "doubt": None if self.doubt is None else round(self.doubt, 4),
         }

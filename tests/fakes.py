@@ -44,17 +44,23 @@ class FakeGenerator:
 
     name = "fake-llm"
 
-    def __init__(self, reply: str | None = None, replies: list[str] | None = None) -> None:
+    def __init__(self, reply: str | None = None, replies: list[str] | None = None,
+                 first_choices: list[tuple[str, float]] | None = None) -> None:
         self.replies = list(replies or [])
         self.reply = reply
         self.messages: list[list[dict[str, str]]] = []
         self.prefixes: list[str] = []
+        self.first_choices = first_choices  # reported as llama.cpp does (`last`), when given
+        self.last: dict = {}
+        self.words_streamed = 0
 
     def stream(self, messages, max_new_tokens: int, prefix: str = "") -> Iterator[str]:
         self.messages.append(messages)
         self.prefixes.append(prefix)
+        self.last = {"first_choices": self.first_choices} if self.first_choices else {}
         text = self.replies.pop(0) if self.replies else (self.reply or "")
         for i, word in enumerate(text.split(" ")):
+            self.words_streamed += 1
             yield word if i == 0 else " " + word
 
 

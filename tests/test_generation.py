@@ -63,6 +63,26 @@ def test_llama_cpp_reuses_the_kv_cache_of_a_shared_prompt_beginning(real_setting
 
 
 @pytest.mark.slow
+def test_llama_cpp_reports_the_first_tokens_it_chose_from(real_settings):
+    """The first choices are the model's distribution over the reply's first token: the greedy
+    reply starts with the likeliest, and a question the source doesn't answer makes NOT FOUND
+    likelier than one it answers (qa.reader.doubt)."""
+    from qa.reader import doubt, reader_messages
+
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    source = [(1, "Qwen est développé par Alibaba, qui l’a publié en 2023.")]
+    replies, doubts = [], []
+    for question in ("Who develops Qwen?", "Who is the mayor of Lyon?"):
+        replies.append("".join(generator.stream(reader_messages(question, "en", source), 16)))
+        choices = generator.last["first_choices"]
+        probabilities = [p for _, p in choices]
+        assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
+        assert replies[-1].startswith(choices[0][0].strip())
+        doubts.append(doubt(choices))
+    assert doubts[0] < doubts[1], (replies, doubts)
+
+
+@pytest.mark.slow
 def test_an_answer_does_not_depend_on_the_question_asked_before(real_settings):
     """Only the warmed beginning is reused from the KV cache: the same prompt is read the same
     way whatever came before, so its greedy answer is the same."""

@@ -116,7 +116,7 @@ def test_json_has_the_documented_shape(settings):
     pipeline = make(settings, " la famille Qwen compte plus de 100 000 modèles dérivés [1].")
     data = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?").to_json()
     assert set(data) == {"question", "language", "answer", "abstained", "citations", "passages",
-                         "timings", "models", "draft"}
+                         "timings", "models", "draft", "doubt"}
     assert set(data["citations"][0]) >= {"n", "chunk_id", "source", "text", "start", "end", "quote"}
     assert set(data["passages"][0]) == {"n", "chunk_id", "source", "text", "score", "page", "section"}
     assert data["models"] == {"embedder": "fake", "evidence_embedder": "fake", "llm": "fake-llm"}
@@ -718,3 +718,43 @@ def test_the_evidence_embedder_can_t_change_on_a_loaded_pipeline(settings):
     pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator("x")).load()
     with pytest.raises(SettingsError, match="evidence_embedder can't change"):
         pipeline.with_settings(settings.with_(evidence_embedder="use-multilingual"))
+
+
+# The reader's doubt: how likely its first word was to begin NOT FOUND (qa.reader.doubt).
+NEAR_MISS_CHOICES = [("NOT", 0.6), ("Qwen", 0.4)]  # the model nearly declined
+SURE_CHOICES = [("Plus", 0.98), ("NOT", 0.02)]
+
+
+def test_direct_style_stops_an_answer_the_model_nearly_declined_at_its_first_word(settings, monkeypatch,
+                                                                                 model_always_drafts):
+    monkeypatch.setattr(qa.decision, "DOUBTFUL", 0.5)  # measured and left off by default: docs/quality.md
+    generator = FakeGenerator("Qwen compte plus de 100 000 modèles dérivés [1].", first_choices=NEAR_MISS_CHOICES)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
+    pieces, answer = run(pipeline, "Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert generator.words_streamed == 1 and answer.draft == "Qwen"  # not read further, not shown
+    assert answer.doubt == pytest.approx(0.6)
+    assert "Qwen compte" not in answer.text and "Qwen compte" not in "".join(p for p in pieces if isinstance(p, str))
+
+
+def test_direct_style_keeps_an_answer_the_model_was_sure_of(settings):
+    generator = FakeGenerator("Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].",
+                              first_choices=SURE_CHOICES)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert not answer.abstained and answer.text.startswith("Plus de 100 000") and answer.doubt == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("choices,final", [([("NOT", 0.99)], True), ([("NOT", 0.45), ("Plus", 0.4)], False)])
+def test_direct_style_a_sure_not_found_stands_over_strong_evidence(settings, monkeypatch, choices, final):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    generator = FakeGenerator("NOT FOUND", first_choices=choices)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
+    answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert answer.abstained is final
+    assert final or answer.text.startswith(QUOTE_LEAD["fr"])  # a torn NOT FOUND leaves it to the evidence
+
+
+def test_an_engine_that_reports_no_first_choices_leaves_the_decision_to_the_checks(settings):
+    answer = make(settings, "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].", style="direct").ask(
+        "Combien de modèles dérivés ont été construits sur Qwen ?")
+    assert answer.doubt is None and not answer.abstained
