@@ -102,6 +102,28 @@ def test_an_answer_does_not_depend_on_the_question_asked_before(real_settings):
 
 
 @pytest.mark.slow
+def test_the_warmed_beginning_comes_back_after_another_prompt_replaced_it(real_settings):
+    """A translation's prompt shares nothing with the reader's: the reader's fixed beginning is
+    copied back into the KV cache instead of being read again, and answers the same."""
+    from qa.prompting import translation_messages
+    from qa.reader import reader_messages
+
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    generator.warm(reader_messages("", "en", [])[:-1])
+    asked = reader_messages("Who develops Qwen?", "en", [(1, "Qwen est développé par Alibaba.")])
+    translation = translation_messages("Qwen est développé par Alibaba.", "fr", "en")
+    first = "".join(generator.stream(asked, 16))
+    "".join(generator.stream(translation, 16))
+    restored = "".join(generator.stream(asked, 16))
+    assert generator.last["cached_tokens"] >= generator._fixed > 100
+    generator._fixed_kv = None  # without the copy, the beginning is read again
+    "".join(generator.stream(translation, 16))
+    read_again = "".join(generator.stream(asked, 16))
+    assert generator.last["cached_tokens"] < 50
+    assert first == restored == read_again
+
+
+@pytest.mark.slow
 def test_the_prepared_default_model_streams_through_the_folder_code_path(real_settings):
     generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2, engine="transformers")
     assert isinstance(generator, TransformersGenerator)
