@@ -30,8 +30,9 @@ STRONG_EVIDENCE = 0.65
 # The reader's own doubt (qa.reader.doubt: how likely its first word was to begin NOT FOUND), when
 # its engine reports it (llama.cpp in process). A NOT FOUND given with at least SURE_NOT_FOUND is
 # final, even over strong evidence: on the SQuAD 2.0 tuning part it declines 4 more impossible
-# questions of 43 (abstention 0.093 -> 0.186) and no answerable one; on the test set, en-013
-# ("the EU law…") and one answerable question whose quote was wrong anyway (docs/quality.md#the-readers-doubt).
+# questions of 43 (abstention 0.093 -> 0.186) and no answerable one; on the test set en-013 ("the
+# EU law…") and one answerable question. Held out it paid less: on SQuAD 2.0 three impossible
+# questions and three answerable ones, on XQuAD three answerable ones (docs/quality.md#the-readers-doubt).
 SURE_NOT_FOUND = 0.55
 # An answer the reader was at least DOUBTFUL likely to decline counts as declined, and the model
 # stops at its first word. Measured and left off: impossible and answerable questions overlap in

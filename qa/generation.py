@@ -222,7 +222,8 @@ class LlamaCppGenerator:
 
     def _restore_fixed(self) -> bool:
         """Put the warmed beginning's KV cache back after another prompt (a translation) replaced
-        it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores)."""
+        it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores). False, with the
+        cache emptied, when llama.cpp refuses the copy."""
         import ctypes
 
         import llama_cpp
@@ -258,9 +259,9 @@ class LlamaCppGenerator:
             raise ModelError(f"the prompt is {len(tokens)} tokens long; the model's context is {self.context}")
         with self._lock:
             cached = self._cached(tokens)
-            if (self._fixed_kv and cached < self._fixed and tokens[:self._fixed] == self._fixed_tokens
-                    and self._restore_fixed()):
-                cached = self._cached(tokens)  # the warmed beginning, copied back
+            if self._fixed_kv and cached < self._fixed and tokens[:self._fixed] == self._fixed_tokens:
+                self._restore_fixed()
+                cached = self._cached(tokens)  # the warmed beginning copied back (or nothing, if that failed)
             if self._fixed and cached > self._fixed:
                 # Reuse the warmed beginning only: what follows is read afresh, so an answer
                 # does not depend on the question asked before (re-reading a prompt's last

@@ -335,6 +335,8 @@ class Pipeline:
                     break
                 piece, held = start, None
             yield piece
+        if not pieces:  # an empty reply: its first choices were still reported
+            turn.doubt = self._doubt()
         draft = "".join(pieces).strip()
         declined = not draft or is_not_found(draft)
         unsupported = True
