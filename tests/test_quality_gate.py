@@ -28,20 +28,22 @@ RETRIEVAL_FLOORS = {"recall@1": 0.74, "recall@5": 0.92, "mrr": 0.80}
 # memory), hence recall@5's floor one question below.
 PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.93, "mrr": 0.88}
 # Measured 2026-12-01 by this test (docs/quality.md, *The reader*), the default direct style with
-# the 1.5B reader, e5 index and USE evidence, nothing translated, 2 threads: answer 0.781, correct
-# and cited 0.750, citation precision 0.851, abstention recall 0.812, language match 1.000 (a bare
-# name counts as the question's language), false abstention 0.062, the gold stated outside quotes
-# 0.578, median answer 25 words (one thread: 0.833, 0.594, 23.5). Floors: about 4 questions below.
+# the 1.5B reader, e5 index and USE evidence, nothing translated, 2 threads, with a sure NOT FOUND
+# final (qa.decision.SURE_NOT_FOUND; 2026-12-01): answer 0.734, correct and cited 0.719, citation
+# precision 0.841, abstention recall 0.875, language match 1.000, false abstention 0.078, the gold
+# stated outside quotes 0.547, median answer 25 words. The same drafts without that rule: 0.750,
+# 0.812, 0.062 (it declines en-013, and en-009, whose quote was right); one thread: 0.781 with it.
+# Floors: about 4 questions below (the drafts, greedy, differ with the CPU and thread count).
 ANSWER_FLOORS = {
-    "answer_correct": 0.72,
-    "correct_and_cited": 0.69,
+    "answer_correct": 0.67,
+    "correct_and_cited": 0.65,
     "citation_precision": 0.77,
     "abstention_recall": 0.68,
     "language_match": 0.94,
-    "own_words": 0.53,
+    "own_words": 0.48,
 }
 ANSWER_WORDS_CEILING = 28
-FALSE_ABSTENTION_CEILING = 0.12
+FALSE_ABSTENTION_CEILING = 0.14
 
 
 def artifacts(tmp_path: Path, name: str) -> Path:
