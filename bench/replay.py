@@ -40,6 +40,7 @@ from qa.squad import read_squad, score_row, squad_failure, squad_summary  # noqa
 from qa.testset import load_testset  # noqa: E402
 from qa.translations import TranslationMemory  # noqa: E402
 
+TESTSET = ROOT / "tests/data/testset.jsonl"
 SAME = ("embedder", "evidence_embedder", "llm", "top_k", "chunk_size", "chunk_overlap", "answer_style",
         "max_new_tokens")
 
@@ -77,7 +78,7 @@ class ReplayGenerator:
 class Replay:
     """A recorded report's rows, asked again of the current code with their recorded drafts."""
 
-    def __init__(self, report: dict, testset: Path = ROOT / "tests/data/testset.jsonl") -> None:
+    def __init__(self, report: dict, testset: Path = TESTSET) -> None:
         self.report = report
         self.settings = Settings.from_env()
         recorded = report["config"]["settings"]
@@ -120,7 +121,7 @@ class Replay:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
-    parser.add_argument("--testset", type=Path, default=ROOT / "tests/data/testset.jsonl")
+    parser.add_argument("--testset", type=Path, default=TESTSET)
     parser.add_argument("--ids", default="", help="comma-separated ids to replay (default: all)")
     parser.add_argument("--json", type=Path, help="write the replayed rows here")
     args = parser.parse_args(argv)

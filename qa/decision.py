@@ -32,14 +32,9 @@ STRONG_EVIDENCE = 0.65
 # final, even over strong evidence: on the SQuAD 2.0 tuning part it declines 4 more impossible
 # questions of 43 (abstention 0.093 -> 0.186) and no answerable one; on the test set en-013 ("the
 # EU law…") and one answerable question. Held out it paid less: on SQuAD 2.0 three impossible
-# questions and three answerable ones, on XQuAD three answerable ones (docs/quality.md#the-readers-doubt).
+# questions and three answerable ones, on XQuAD three answerable ones. Declining answers given with
+# doubt was measured and dropped (docs/quality.md#the-readers-doubt).
 SURE_NOT_FOUND = 0.55
-# An answer the reader was at least DOUBTFUL likely to decline counts as declined, and the model
-# stops at its first word. Measured and left off: impossible and answerable questions overlap in
-# doubt (0.2-0.45), so every threshold tried declined about one answerable question for two
-# impossible ones on SQuAD 2.0, and one for one on the test set.
-DOUBTFUL = float("inf")
-DOUBT_ABSTAINS = False  # a doubtful answer: declined outright, or left to the evidence (`answerable`)
 _FIGURE_QUESTION = re.compile(
     r"\b(combien|how (?:many|much)"
     r"|quel(?:le)?s?(?: (?:est|sont|était|étaient) (?:le|la|les|l’|l'))? ?(?:montant|somme|nombre|pourcentage"
@@ -153,22 +148,12 @@ def names_everything_asked(question: str, texts: Sequence[str]) -> bool:
     return all(any(h.startswith(w) for h in have) for w in asked_names(question))
 
 
-def doubtful(doubt: float | None) -> bool:
-    """Whether the reader nearly declined (`DOUBTFUL`); never when its engine doesn't say.
 
-    >>> doubtful(None), doubtful(0.0)
-    (False, False)
+def sure_not_found(doubt: float | None) -> bool:
+    """Whether a NOT FOUND reply was sure enough (`SURE_NOT_FOUND`) to be final, even over strong
+    evidence; never when the reader's engine reports no doubt (None).
+
+    >>> sure_not_found(None), sure_not_found(0.3), sure_not_found(0.9)
+    (False, False, True)
     """
-    return doubt is not None and doubt >= DOUBTFUL
-
-
-def final_decline(doubt: float | None, declined: bool) -> bool:
-    """Whether the reader's reply is an abstention the evidence can't overturn: a NOT FOUND
-    (`declined`) sure enough (`SURE_NOT_FOUND`), or, with `DOUBT_ABSTAINS`, a doubtful answer.
-
-    >>> final_decline(None, True), final_decline(0.0, False)
-    (False, False)
-    """
-    if doubt is None:
-        return False
-    return doubt >= SURE_NOT_FOUND if declined else DOUBT_ABSTAINS and doubtful(doubt)
+    return doubt is not None and doubt >= SURE_NOT_FOUND

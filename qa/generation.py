@@ -4,6 +4,7 @@ server (`openai:<model>@<base-url>`: llama.cpp's server, vLLM, Ollama) for scali
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -12,6 +13,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from qa.errors import ModelError
 from qa.models import PACKAGED, prepare_bf16, prepare_gguf
@@ -210,8 +213,6 @@ class LlamaCppGenerator:
     def _kv_cache(self) -> bytes | None:
         """A copy of the KV cache as it stands (sequence 0; about 28 KB a token for the 1.5B), or
         None when llama.cpp can't copy it."""
-        import ctypes
-
         import llama_cpp
 
         ctx = self._llm._ctx.ctx
@@ -220,23 +221,20 @@ class LlamaCppGenerator:
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
         return bytes(buffer[:written]) if written else None
 
-    def _restore_fixed(self) -> bool:
+    def _restore_fixed(self) -> None:
         """Put the warmed beginning's KV cache back after another prompt (a translation) replaced
-        it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores). False, with the
-        cache emptied, when llama.cpp refuses the copy."""
-        import ctypes
-
+        it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores). When llama.cpp
+        refuses the copy the cache is left empty, and the prompt is read from its start."""
         import llama_cpp
 
         kv = self._fixed_kv
         self._llm._ctx.kv_cache_seq_rm(0, 0, -1)
         buffer = (ctypes.c_uint8 * len(kv)).from_buffer_copy(kv)
         if llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, buffer, len(kv), 0) != len(kv):
-            self._llm.n_tokens = 0  # nothing usable is left: the prompt is read from the start
-            return False
+            self._llm.n_tokens = 0
+            return
         self._llm.input_ids[:self._fixed] = self._fixed_tokens
         self._llm.n_tokens = self._fixed
-        return True
 
     def _cached(self, tokens: list[int]) -> int:
         """How many of `tokens` the KV cache already holds (its longest shared prefix)."""
@@ -302,8 +300,6 @@ class LlamaCppGenerator:
 
     def _top_choices(self, k: int = FIRST_CHOICES) -> list[tuple[str, float]]:
         """The `k` likeliest next tokens (text, probability) by the logits the model just computed."""
-        import numpy as np
-
         n = self._llm.n_vocab()
         logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(n,)).astype(np.float64)
         probabilities = np.exp(logits - logits.max())

@@ -22,12 +22,11 @@ from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
     answerable,
-    doubtful,
     expects_figure,
-    final_decline,
     kept_names,
     names_everything_asked,
     strong,
+    sure_not_found,
 )
 from qa.embedding import Embedder, make_embedder, same_embedder
 from qa.errors import (
@@ -319,12 +318,6 @@ class Pipeline:
         pieces: list[str] = []
         held: list[str] | None = []  # the reply's start, held until it can't be "NOT FOUND"
         for piece in self.generator.stream(messages, self.settings.max_new_tokens):
-            if not pieces:  # the model's first choices are known: an answer it nearly declined stops here
-                turn.doubt = self._doubt()
-                declining = bool(piece.strip()) and NOT_FOUND.startswith(piece.strip().upper())
-                if doubtful(turn.doubt) and not declining:
-                    pieces.append(piece)
-                    break
             pieces.append(piece)
             if held is not None:
                 held.append(piece)
@@ -335,15 +328,13 @@ class Pipeline:
                     break
                 piece, held = start, None
             yield piece
-        if not pieces:  # an empty reply: its first choices were still reported
-            turn.doubt = self._doubt()
+        turn.doubt = self._doubt()
         draft = "".join(pieces).strip()
         declined = not draft or is_not_found(draft)
         unsupported = True
-        if final_decline(turn.doubt, declined):
-            yield ("\n" if held is None else "") + ABSTENTION[language]
+        if declined and sure_not_found(turn.doubt):  # final, even over strong evidence
+            yield ABSTENTION[language]
             return ABSTENTION[language], [], True, draft
-        declined = declined or doubtful(turn.doubt)
         if not declined:
             generated = getattr(self.generator, "last", {}).get("new_tokens", len(pieces))
             reply = finished(draft) if generated >= self.settings.max_new_tokens else draft
@@ -360,8 +351,9 @@ class Pipeline:
         return ABSTENTION[language], [], True, draft
 
     def _doubt(self) -> float | None:
-        """How likely the reader's reply just begun was to be NOT FOUND (`qa.reader.doubt`), from the
-        first choices its engine reported; None when it reports none."""
+        """How likely the reader's last reply was to be NOT FOUND (`qa.reader.doubt`), from the
+        first choices its engine reported (kept even when the reply was not read to its end);
+        None when it reports none."""
         choices = getattr(self.generator, "last", {}).get("first_choices")
         return doubt(choices) if choices else None
 

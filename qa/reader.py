@@ -66,31 +66,18 @@ EXAMPLES = [
 
 
 _BULLET = re.compile(r"^\s*(?:[-–—•*▪◦·]|\d{1,2}[.)])\s")
-# With PRECEDING, a sentence that opens on a word pointing back ("Ce changement…", "This
-# strategy…", "Il…") is read with the sentence before it in its passage, which says what it points
-# to. Measured and left off: test set accuracy 0.781 -> 0.734 (three English answers shortened or
-# changed, none gained; docs/quality.md#the-reading-list-titles-and-order).
-_POINTS_BACK = re.compile(
-    r"^\W*(?:ce|cet|cette|ces|cela|ceci|ça|celui-ci|celle-ci|ceux-ci|il|elle|ils|elles|son|sa|ses|leur|leurs"
-    r"|this|that|these|those|it|its|they|their|such)\b", re.IGNORECASE)
-PRECEDING = False
 LIST_ITEMS = 8  # at most this many items of a list come with a heading or an item chosen
 
 
-def _with_context(texts: Sequence[str], k: int, following: int, preceding: bool = PRECEDING) -> set[int]:
+def _with_context(texts: Sequence[str], k: int, following: int) -> set[int]:
     """Sentence `k` and the `following` ones; a list it heads or belongs to (items start with a
-    bullet or a number), with the heading before the list, at most LIST_ITEMS items; with
-    `preceding`, the sentence before one that points back to it ("Ce changement…").
+    bullet or a number), with the heading before the list, at most LIST_ITEMS items.
 
     >>> texts = ["Intro.", "Qui est concerné ?", "- les parents ;", "- les grands-parents.", "Fin."]
     >>> sorted(_with_context(texts, 1, 1)), sorted(_with_context(texts, 3, 0))
     ([1, 2, 3], [1, 2, 3])
-    >>> sorted(_with_context(["Les États-Unis changent d’avis.", "Ce changement vient de la Chine."], 1, 0, True))
-    [0, 1]
     """
     chosen = set(range(k, min(len(texts), k + 1 + following)))
-    if preceding and k > 0 and _POINTS_BACK.match(texts[k]):
-        chosen.add(k - 1)
     bullet = [bool(_BULLET.match(t)) for t in texts]
     start = k
     if bullet[k]:

@@ -52,7 +52,6 @@ class FakeGenerator:
         self.prefixes: list[str] = []
         self.first_choices = first_choices  # reported as llama.cpp does (`last`), when given
         self.last: dict = {}
-        self.words_streamed = 0
 
     def stream(self, messages, max_new_tokens: int, prefix: str = "") -> Iterator[str]:
         self.messages.append(messages)
@@ -60,7 +59,6 @@ class FakeGenerator:
         self.last = {"first_choices": self.first_choices} if self.first_choices else {}
         text = self.replies.pop(0) if self.replies else (self.reply or "")
         for i, word in enumerate(text.split(" ")):
-            self.words_streamed += 1
             yield word if i == 0 else " " + word
 
 

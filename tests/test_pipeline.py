@@ -721,19 +721,7 @@ def test_the_evidence_embedder_can_t_change_on_a_loaded_pipeline(settings):
 
 
 # The reader's doubt: how likely its first word was to begin NOT FOUND (qa.reader.doubt).
-NEAR_MISS_CHOICES = [("NOT", 0.6), ("Qwen", 0.4)]  # the model nearly declined
 SURE_CHOICES = [("Plus", 0.98), ("NOT", 0.02)]
-
-
-def test_direct_style_stops_an_answer_the_model_nearly_declined_at_its_first_word(settings, monkeypatch,
-                                                                                 model_always_drafts):
-    monkeypatch.setattr(qa.decision, "DOUBTFUL", 0.5)  # measured and left off by default: docs/quality.md
-    generator = FakeGenerator("Qwen compte plus de 100 000 modèles dérivés [1].", first_choices=NEAR_MISS_CHOICES)
-    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
-    pieces, answer = run(pipeline, "Combien de modèles dérivés ont été construits sur Qwen ?")
-    assert generator.words_streamed == 1 and answer.draft == "Qwen"  # not read further, not shown
-    assert answer.doubt == pytest.approx(0.6)
-    assert "Qwen compte" not in answer.text and "Qwen compte" not in "".join(p for p in pieces if isinstance(p, str))
 
 
 def test_direct_style_keeps_an_answer_the_model_was_sure_of(settings):
