@@ -26,6 +26,12 @@ SEMANTIC_THRESHOLD = 0.5
 ANCHORED_THRESHOLD = 0.35
 LEXICAL_THRESHOLD = 0.6
 SHORT_CLAIM_WORDS = 6
+# What an answer adds to the question (its content words that the question doesn't have) must
+# be in the passage it cites, when both are in one language: at least this share of those words.
+# Without it, "Le mridang est l'instrument joué par Biyat Edaber [2]" passed on the question's
+# words while the passage names the imzad. Words any answer may add don't count.
+NEW_WORDS_FOUND = 0.5
+_ANSWER_WORDS = "oui non yes no d’après selon according sources source passage document documents"
 
 _WORDS = re.compile(r"\w+")
 
@@ -152,7 +158,7 @@ class SupportChecker:
                        for n, p in self.passages.items()}
 
     def score(self, claim: str, language: Language, claim_vector: np.ndarray, n: int,
-              sentence: str | None = None) -> Support:
+              sentence: str | None = None, question: str = "") -> Support:
         """How well passage `n` supports `claim`, and its best sentence.
 
         Supported (score >= 0.5) when every number of the claim is in the passage, and
@@ -162,7 +168,8 @@ class SupportChecker:
         The names and figures of the answer `sentence` that occur in the retrieved passages must
         all be in one sentence of this passage, which becomes the quote: a claim that pairs a name
         from one sentence with a fact from another ("Hunyuan has 100,000 derived models", where
-        the passage says it of Qwen) is not supported.
+        the passage says it of Qwen) is not supported. When the passage is in the claim's
+        language, what the answer adds to the `question` must be in it (`new_words_found`).
         """
         passage = self.passages[n]
         text = passage.chunk.text
@@ -170,6 +177,9 @@ class SupportChecker:
         claim_numbers = numbers(claim)
         if claim_numbers - self._numbers[n]:
             return Support(0.0, *spans[0])  # a figure the passage doesn't contain
+        if passage.chunk.language == language and not self.new_words_found(
+                sentence if sentence is not None else claim, question, language, n):
+            return Support(0.0, *spans[0])  # what the answer adds is not in the passage
         sims = self._vectors[n] @ claim_vector
         together = self._sentences_holding(n, sentence if sentence is not None else claim)
         if not together:
@@ -192,6 +202,12 @@ class SupportChecker:
         if anchored:
             ratios.append(semantic / ANCHORED_THRESHOLD)
         return Support(min(1.0, 0.5 * max(ratios)), *spans[best])
+
+    def new_words_found(self, sentence: str, question: str, language: Language, n: int) -> bool:
+        """Whether passage `n` holds at least NEW_WORDS_FOUND of the content words (stems) that
+        `sentence` adds to `question`; True when it adds none."""
+        new = set(tokenize(strip_markers(sentence), language)) - set(tokenize(f"{question} {_ANSWER_WORDS}", language))
+        return not new or len(new & self._stems[n]) >= NEW_WORDS_FOUND * len(new)
 
     def _sentences_holding(self, n: int, sentence: str) -> list[int]:
         """Indices of passage `n`'s sentences that hold every name and figure of `sentence` found
@@ -231,7 +247,7 @@ class SupportChecker:
             rejected = list(out_of_range)
             bare = strip_markers(sentence)
             for n in cited:
-                support = self.score(claim, language, vector, n, bare)
+                support = self.score(claim, language, vector, n, bare, question)
                 if support.score >= 0.5:
                     kept.append(self._citation(n, support))
                 else:
@@ -239,7 +255,7 @@ class SupportChecker:
             if not kept and len(cited) > 1:  # "A [1] et B [2]": each part supported by one of them
                 kept = self._jointly(bare, question, language, cited)
             if not kept:
-                scored = [(self.score(claim, language, vector, n, bare), n) for n in self.passages]
+                scored = [(self.score(claim, language, vector, n, bare, question), n) for n in self.passages]
                 if scored:
                     support, n = max(scored, key=lambda pair: pair[0].score)
                     if support.score >= 0.5:
@@ -257,7 +273,7 @@ class SupportChecker:
         kept: dict[int, Citation] = {}
         for part, vector in zip(parts, self.embed(claims), strict=True):
             claim = self.claims(part, question)
-            support, n = max(((self.score(claim, language, vector, n, part), n) for n in cited),
+            support, n = max(((self.score(claim, language, vector, n, part, question), n) for n in cited),
                              key=lambda pair: pair[0].score)
             if support.score < 0.5:
                 return []

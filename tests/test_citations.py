@@ -154,3 +154,29 @@ def test_a_swapped_attribution_is_not_supported_by_the_listing_passage():
     assert cited == [] and rejected == [1]
     [(_, cited, _)] = checker.verify(["Qwen a été développé par Alibaba [1]."], "Qui a fait Qwen ?", "fr")
     assert [c.n for c in cited] == [1]
+
+
+MUSIC = ("La musique touarègue est représentée par des artistes tels que Biyat Edaber, joueuse d’imzad.\n"
+         "Le mridang est l’instrument des dieux, joué dans le sud de l’Inde.")
+
+
+def test_what_the_answer_adds_to_the_question_must_be_in_the_cited_passage():
+    doc = make_document("a.txt", MUSIC)
+    passages = [Passage(n, c, 1.0 / n, 0.5) for n, c in enumerate(chunk_document(doc, 100, 0), start=1)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Quel est l'instrument joué par Biyat Edaber dans la musique touarègue ?"
+    # the question's own words make most of the claim: the instrument it adds is another passage's
+    [(_, cited, rejected)] = checker.verify(
+        ["Le mridang est l'instrument joué par Biyat Edaber dans la musique touarègue [1]."], question, "fr")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(
+        ["L’imzad est l'instrument joué par Biyat Edaber dans la musique touarègue [1]."], question, "fr")
+    assert [c.n for c in cited] == [1]
+
+
+def test_an_answer_may_say_yes_or_no_without_the_passage_saying_it(checker, passages):
+    n = _n_of(passages, "100 000")
+    [(_, cited, _)] = checker.verify([f"Oui, la famille Qwen compte plus de 100 000 modèles dérivés [{n}]."],
+                                     "La famille Qwen compte-t-elle plus de 100 000 modèles dérivés ?", "fr")
+    assert [c.n for c in cited] == [n]
