@@ -62,12 +62,29 @@ def names_only(text: str) -> bool:
 
 def answer_language(text: str, asked: Language) -> Language:
     """The language an answer to a question asked in `asked` is written in: `asked` when it is
-    names alone (`names_only`) or gives no evidence either way.
+    names alone (`names_only`), when its only words besides the names are small words of
+    `asked` alone (a list of names joined by "de" or "et": the detector, which weighs the
+    names, called "Kimi K2 de Moonshot AI, MiniMax M1, Qwen 3, DeepSeek R1" English), or when
+    it gives no evidence either way.
 
     >>> answer_language("DeepSeek [2].", "fr"), answer_language("Les tensions géopolitiques.", "en")
     ('fr', 'fr')
+    >>> answer_language("Kimi K2 de Moonshot AI, MiniMax M1, Qwen 3, DeepSeek R1 [1].", "fr")
+    'fr'
+    >>> answer_language("Kimi K2 of Moonshot AI and MiniMax M1 [1].", "fr")
+    'en'
     """
-    return asked if names_only(text) else detect_language(text, default=asked)
+    if names_only(text):
+        return asked
+    own, other = (FRENCH_WORDS, ENGLISH_WORDS) if asked == "fr" else (ENGLISH_WORDS, FRENCH_WORDS)
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)
+             if not (w[0].isupper() and w.lower() not in FRENCH_WORDS | ENGLISH_WORDS)]
+    if all(w in own and w not in other for w in words):
+        return asked
+    opposite: Language = "en" if asked == "fr" else "fr"
+    if all(w in other and w not in own for w in words):
+        return opposite
+    return detect_language(text, default=asked)
 
 
 # An answer is in French or English. Among these six languages, a text where both get less than

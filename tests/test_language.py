@@ -1,6 +1,6 @@
 import pytest
 
-from qa.language import detect_language
+from qa.language import answer_language, detect_language
 
 
 @pytest.mark.parametrize(
@@ -21,3 +21,13 @@ def test_questions_are_detected_in_their_language(text, expected):
 def test_no_letters_gives_the_default(text):
     assert detect_language(text, default="fr") == "fr"
     assert detect_language(text, default="en") == "en"
+
+
+@pytest.mark.parametrize("answer,asked,expected", [
+    ("Kimi K2 de Moonshot AI, MiniMax M1, Qwen 3, DeepSeek R1 [1].", "fr", "fr"),  # names joined by French
+    ("Kimi K2 of Moonshot AI and MiniMax M1 [1].", "fr", "en"),  # joined by English words
+    ("DeepSeek [2].", "en", "en"),
+    ("Les tensions géopolitiques pourraient entraver la participation [1].", "en", "fr"),
+])
+def test_an_answer_of_names_is_in_the_language_of_its_small_words(answer, asked, expected):
+    assert answer_language(answer, asked) == expected
