@@ -42,6 +42,7 @@ SYSTEM = (
     "- Answer in the language asked for, in one to three short sentences.\n"
     "- Give the answer itself: the figure, the name or the date; for why, how or which questions, "
     "the reasons or items the sources give.\n"
+    "- Give every reason or item the sources list, and answer each part of the question.\n"
     "- After each claim, put the number of the source that says it in square brackets, like [2].\n"
     "- Use only what the sources say. Keep names, figures and who did what exactly as the sources "
     "state them.\n"
