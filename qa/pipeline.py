@@ -25,6 +25,7 @@ from qa.decision import (
     expects_figure,
     kept_names,
     names_everything_asked,
+    names_the_roles_asked,
     strong,
     sure_not_found,
 )
@@ -343,7 +344,8 @@ class Pipeline:
             if not unsupported:
                 return self._in_question_language(text, language, citations), citations, False, draft
         if answerable(question, unsupported, best, declined=declined, confident=confident) \
-                and names_everything_asked(question, [self._in_language(e, language) for e in best]):
+                and names_everything_asked(question, [self._in_language(e, language) for e in best]) \
+                and names_the_roles_asked(question, [e.text for e in best]):
             parts: list[str] = []
             citations = yield from self._quote(best, language, parts, separate=held is None)
             return "".join(parts).strip(), citations, False, draft
@@ -563,6 +565,9 @@ class Pipeline:
                 continue
             if not adds_content(sentence, question, language):
                 log.info("dropped sentence that only restates the question: %r", sentence)
+                continue
+            if not names_the_roles_asked(question, [c.quote for c in cited]):
+                log.info("dropped sentence whose sources don't speak of the role asked: %r", sentence)
                 continue
             plain.append(sentence)
             kept_sentences.append(with_markers(sentence, [c.n for c in cited]))

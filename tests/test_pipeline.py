@@ -522,6 +522,18 @@ def test_direct_style_declines_a_near_miss_the_model_found_nothing_for(settings,
     assert answer.abstained and answer.text == ABSTENTION[answer.language] and not answer.citations
 
 
+@pytest.mark.parametrize("question,reply", [
+    ("Qui a fondé Moonshot AI ?", "Moonshot AI a été fondé par Kimi K2 [1]."),
+    ("Who founded Moonshot AI?", "Moonshot AI was founded by Kimi K2 [1]."),
+])
+def test_direct_style_declines_who_founded_when_no_source_speaks_of_founding(settings, monkeypatch, question, reply):
+    """The article names « Kimi K2 de Moonshot AI » and never its founders: the model's reading of
+    "de" as "founded by" is dropped, and the strong evidence about Moonshot AI is not quoted."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    answer = make(settings, reply, style="direct").ask(question)
+    assert answer.abstained and answer.text == ABSTENTION[answer.language] and not answer.citations
+
+
 def test_direct_style_translates_an_answer_written_in_the_sources_language(settings):
     """Asked in English, the model answered in French (checked against French text, as written):
     the reader gets it in English, citations kept."""
