@@ -28,22 +28,25 @@ RETRIEVAL_FLOORS = {"recall@1": 0.74, "recall@5": 0.92, "mrr": 0.80}
 # memory), hence recall@5's floor one question below.
 PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.93, "mrr": 0.88}
 # Measured 2026-12-01 by this test (docs/quality.md, *The reader*), the default direct style with
-# the 1.5B reader, e5 index and USE evidence, nothing translated, 2 threads, with a sure NOT FOUND
-# final (qa.decision.SURE_NOT_FOUND; 2026-12-01): answer 0.734, correct and cited 0.719, citation
-# precision 0.841, abstention recall 0.875, language match 1.000, false abstention 0.078, the gold
-# stated outside quotes 0.547, median answer 25 words. The same drafts without that rule: 0.750,
-# 0.812, 0.062 (it declines en-013, and en-009, whose quote was right); one thread: 0.781 with it.
-# Floors: about 4 questions below (the drafts, greedy, differ with the CPU and thread count).
+# the 1.5B reader, e5 index and USE evidence, nothing translated, 2 threads; the evening's code (the
+# every-item rule, the new-words check, the names-in-small-words language fix), with the roles rule
+# replayed on the same drafts: answer 0.766, correct and cited 0.750, citation precision 0.875,
+# abstention recall 0.938, language match 1.000, false abstention 0.094, the gold stated outside
+# quotes 0.547, median answer 26 words. Before (same test, afternoon): 0.734, 0.719, 0.841, 0.875,
+# 1.000, 0.078, 0.547, 25.
+# Floors: about 4-5 questions below (the drafts, greedy, differ with the CPU and thread count: the
+# old floors, 4 below, left one question of margin on another CPU);
+# abstention 3 of its 16 questions below.
 ANSWER_FLOORS = {
-    "answer_correct": 0.67,
-    "correct_and_cited": 0.65,
-    "citation_precision": 0.77,
-    "abstention_recall": 0.68,
+    "answer_correct": 0.69,
+    "correct_and_cited": 0.67,
+    "citation_precision": 0.80,
+    "abstention_recall": 0.75,
     "language_match": 0.94,
-    "own_words": 0.48,
+    "own_words": 0.47,
 }
-ANSWER_WORDS_CEILING = 28
-FALSE_ABSTENTION_CEILING = 0.14
+ANSWER_WORDS_CEILING = 30
+FALSE_ABSTENTION_CEILING = 0.18
 
 
 def artifacts(tmp_path: Path, name: str) -> Path:
