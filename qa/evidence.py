@@ -152,7 +152,11 @@ def select(ranked: Sequence[Evidence], *, margin: float = RUNNER_UP_MARGIN,
     ['A.', 'C.']
     >>> [e.text for e in select([Evidence(p, 6, 8, 0.9), Evidence(q, 0, 2, 0.83)])]
     ['C.']
+
+    A question in the document (a heading such as « Qui est concerné ? ») is never chosen while
+    a sentence that is not one is ranked: it matches the user's question best and answers nothing.
     """
+    ranked = [e for e in ranked if not e.text.rstrip().endswith("?")] or list(ranked)
     if not ranked:
         return []
     best = ranked[0]

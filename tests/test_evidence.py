@@ -90,3 +90,11 @@ def test_a_part_already_quoted_is_not_added_twice():
     question = "Qui a publié Qwen, et où Tencent a-t-il lancé Hunyuan ?"
     chosen = select(rank(question, "fr", [p]))[:1]
     assert len(with_parts(question, "fr", [p], chosen, query, passages_)) == 1
+
+
+def test_a_question_in_the_document_is_not_chosen_as_evidence():
+    p = passage(1, "Qui est concerné par la médiation ? Les parents qui veulent modifier la garde de l'enfant.")
+    ranked = rank("Qui est concerné par la médiation ?", "fr", [p])
+    assert ranked[0].text.endswith("?")  # the heading matches the question best...
+    assert [e.text for e in select(ranked)] == ["Les parents qui veulent modifier la garde de l'enfant."]
+    assert [e.text for e in select(ranked[:1])] == [ranked[0].text]  # ...and is kept when it is all there is
