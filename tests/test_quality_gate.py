@@ -29,8 +29,8 @@ RETRIEVAL_FLOORS = {"recall@1": 0.74, "recall@5": 0.92, "mrr": 0.80}
 PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.93, "mrr": 0.88}
 # Measured 2026-12-01 by this test (docs/quality.md, *The reader*), the default direct style with
 # the 1.5B reader, e5 index and USE evidence, nothing translated, 2 threads; the evening's code (the
-# every-item rule, the new-words check, the names-in-small-words language fix), with the roles rule
-# replayed on the same drafts: answer 0.766, correct and cited 0.750, citation precision 0.875,
+# every-item rule, the new-words check, the names-in-small-words language fix, the roles rule; commit
+# 544412f): answer 0.766, correct and cited 0.750, citation precision 0.875,
 # abstention recall 0.938, language match 1.000, false abstention 0.094, the gold stated outside
 # quotes 0.547, median answer 26 words. Before (same test, afternoon): 0.734, 0.719, 0.841, 0.875,
 # 1.000, 0.078, 0.547, 25.
