@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,40 @@ NEW_WORDS_FOUND = 0.5
 _ANSWER_WORDS = "oui non yes no d’après selon according sources source passage document documents"
 
 _WORDS = re.compile(r"\w+")
+
+
+# Roles a question can ask who holds: the sources answer "Who founded Moonshot AI?" only in a
+# sentence that speaks of founding. Without it, "Kimi K2 de Moonshot AI" was read as "Moonshot AI
+# was founded by Kimi K2" (the article's near miss; folded text, French and English forms).
+ROLES = (
+    re.compile(r"\b(?:co-?)?(?:found(?:ed|ers?|ing)|fond(?:e|ee|es|ees|ateurs?|atrices?|a|erent))\b"),
+    re.compile(r"\b(?:ceo|pdg|chief executive|directeur general|directrice generale|president-directeur)\b"),
+)
+
+
+def roles_asked(question: str) -> list[re.Pattern]:
+    """The `ROLES` a question asks about.
+
+    >>> len(roles_asked("Who founded Moonshot AI?")), len(roles_asked("Qui a fondé Moonshot AI ?"))
+    (1, 1)
+    >>> roles_asked("Who made Qwen?")
+    []
+    """
+    folded = fold(question)
+    return [role for role in ROLES if role.search(folded)]
+
+
+def names_the_roles_asked(question: str, texts: Sequence[str]) -> bool:
+    """Whether `texts` (in any language) speak of every role the question asks who holds: a
+    claim's quote must, and so must a fallback quote (`qa.pipeline`).
+
+    >>> names_the_roles_asked("Qui a fondé Moonshot AI ?", ["Kimi K2 de Moonshot AI est en tête."])
+    False
+    >>> names_the_roles_asked("Who founded Alibaba?", ["Jack Ma a fondé Alibaba en 1999."])
+    True
+    """
+    folded = fold(" ".join(texts))
+    return all(role.search(folded) for role in roles_asked(question))
 
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -168,20 +202,24 @@ class SupportChecker:
         The names and figures of the answer `sentence` that occur in the retrieved passages must
         all be in one sentence of this passage, which becomes the quote: a claim that pairs a name
         from one sentence with a fact from another ("Hunyuan has 100,000 derived models", where
-        the passage says it of Qwen) is not supported. When the passage is in the claim's
-        language, what the answer adds to the `question` must be in it (`new_words_found`).
+        the passage says it of Qwen) is not supported. That sentence must also speak of any role
+        the `question` asks who holds (`names_the_roles_asked`: "Who founded…?" is not answered by
+        "Kimi K2 de Moonshot AI"). When the passage is in the claim's language, what the answer
+        adds to the `question` must be in it (`new_words_found`).
         """
         passage = self.passages[n]
         text = passage.chunk.text
         spans = self._spans[n]
+        sentence = claim if sentence is None else sentence
         claim_numbers = numbers(claim)
         if claim_numbers - self._numbers[n]:
             return Support(0.0, *spans[0])  # a figure the passage doesn't contain
-        if passage.chunk.language == language and not self.new_words_found(
-                sentence if sentence is not None else claim, question, language, n):
+        if passage.chunk.language == language and not self.new_words_found(sentence, question, language, n):
             return Support(0.0, *spans[0])  # what the answer adds is not in the passage
         sims = self._vectors[n] @ claim_vector
-        together = self._sentences_holding(n, sentence if sentence is not None else claim)
+        together = self._sentences_holding(n, sentence)
+        if roles_asked(question):
+            together = [k for k in together if names_the_roles_asked(question, [text[spans[k][0]:spans[k][1]]])]
         if not together:
             return Support(0.0, *spans[0])
         sims = np.where(np.isin(np.arange(len(spans)), together), sims, -1.0)

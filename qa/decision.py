@@ -149,39 +149,6 @@ def names_everything_asked(question: str, texts: Sequence[str]) -> bool:
 
 
 
-# Roles a question can ask who holds: the sources answer "Who founded Moonshot AI?" only in a
-# sentence that speaks of founding. Without it, "Kimi K2 de Moonshot AI" was read as "Moonshot AI
-# was founded by Kimi K2" (the article's near miss; folded text, French and English forms).
-ROLES = (
-    re.compile(r"\b(?:co-?)?(?:found(?:ed|ers?|ing)|fond(?:e|ee|es|ees|ateurs?|atrices?|a|erent))\b"),
-    re.compile(r"\b(?:ceo|pdg|chief executive|directeur general|directrice generale|president-directeur)\b"),
-)
-
-
-def roles_asked(question: str) -> list[re.Pattern]:
-    """The `ROLES` a question asks about.
-
-    >>> len(roles_asked("Who founded Moonshot AI?")), len(roles_asked("Qui a fondé Moonshot AI ?"))
-    (1, 1)
-    >>> roles_asked("Who made Qwen?")
-    []
-    """
-    folded = fold(question)
-    return [role for role in ROLES if role.search(folded)]
-
-
-def names_the_roles_asked(question: str, texts: Sequence[str]) -> bool:
-    """Whether `texts` (in any language) speak of every role the question asks who holds.
-
-    >>> names_the_roles_asked("Qui a fondé Moonshot AI ?", ["Kimi K2 de Moonshot AI est en tête."])
-    False
-    >>> names_the_roles_asked("Who founded Alibaba?", ["Jack Ma a fondé Alibaba en 1999."])
-    True
-    """
-    folded = fold(" ".join(texts))
-    return all(role.search(folded) for role in roles_asked(question))
-
-
 def sure_not_found(doubt: float | None) -> bool:
     """Whether a NOT FOUND reply was sure enough (`SURE_NOT_FOUND`) to be final, even over strong
     evidence; never when the reader's engine reports no doubt (None).

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from qa.citations import SupportChecker, answer_sentences, is_abstention, parse_markers, strip_markers, with_markers
+from qa.citations import (
+    SupportChecker,
+    answer_sentences,
+    is_abstention,
+    names_the_roles_asked,
+    parse_markers,
+    strip_markers,
+    with_markers,
+)
 from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
@@ -25,7 +33,6 @@ from qa.decision import (
     expects_figure,
     kept_names,
     names_everything_asked,
-    names_the_roles_asked,
     strong,
     sure_not_found,
 )
@@ -565,9 +572,6 @@ class Pipeline:
                 continue
             if not adds_content(sentence, question, language):
                 log.info("dropped sentence that only restates the question: %r", sentence)
-                continue
-            if not names_the_roles_asked(question, [c.quote for c in cited]):
-                log.info("dropped sentence whose sources don't speak of the role asked: %r", sentence)
                 continue
             plain.append(sentence)
             kept_sentences.append(with_markers(sentence, [c.n for c in cited]))

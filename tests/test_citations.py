@@ -180,3 +180,16 @@ def test_an_answer_may_say_yes_or_no_without_the_passage_saying_it(checker, pass
     [(_, cited, _)] = checker.verify([f"Oui, la famille Qwen compte plus de 100 000 modèles dérivés [{n}]."],
                                      "La famille Qwen compte-t-elle plus de 100 000 modèles dérivés ?", "fr")
     assert [c.n for c in cited] == [n]
+
+
+def test_who_founded_is_supported_only_by_a_sentence_that_speaks_of_founding():
+    doc = make_document("a.txt", "Kimi K2 de Moonshot AI est en tête.\n"
+                                 "Moonshot AI a été fondée par Yang Zhilin en 2023.")
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Qui a fondé Moonshot AI ?"
+    [(_, cited, rejected)] = checker.verify(["Moonshot AI a été fondée par Kimi K2 [1]."], question, "fr")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(["Moonshot AI a été fondée par Yang Zhilin [1]."], question, "fr")
+    assert [c.quote for c in cited] == ["Moonshot AI a été fondée par Yang Zhilin en 2023."]
