@@ -16,7 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.text import anchor_spans, anchors, fold, folded_words, numbers, sentence_spans, split_sentences, tokenize
+from qa.text import (
+    anchor_spans,
+    anchors,
+    fold,
+    folded_words,
+    number_words,
+    numbers,
+    sentence_spans,
+    split_sentences,
+    tokenize,
+)
 from qa.types import Chunk, Citation, Language, Passage
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
@@ -71,6 +81,11 @@ def names_the_roles_asked(question: str, texts: Sequence[str]) -> bool:
 
 
 Embed = Callable[[list[str]], np.ndarray]
+
+# A third person's pronoun among a sentence's first PRONOUN_WORDS words: the sentence speaks of
+# someone named before it ("Sa thèse portait sur…", "Ce séjour lui vaudra le surnom…").
+_PRONOUN = re.compile(r"\b(?:il|elle|ils|elles|lui|leur|leurs|sa|son|ses|he|she|they|him|her|his|their|them|it|its)\b")
+PRONOUN_WORDS = 6
 
 
 def parse_markers(text: str, n_passages: int) -> tuple[list[int], list[int]]:
@@ -188,6 +203,7 @@ class SupportChecker:
             self._vectors[n] = vectors[rows]
         self._numbers = {n: numbers(p.chunk.text) for n, p in self.passages.items()}
         self._all_words = folded_words(" ".join(p.chunk.text for p in passages))
+        self._names = {w for p in passages for w in anchors(p.chunk.text) if not w.isdigit()}
         self._stems = {n: set(tokenize(p.chunk.text, p.chunk.language))
                        for n, p in self.passages.items()}
 
@@ -211,13 +227,14 @@ class SupportChecker:
         text = passage.chunk.text
         spans = self._spans[n]
         sentence = claim if sentence is None else sentence
-        claim_numbers = numbers(claim)
+        # the question's numbers in words ("which three companies") need not be in the passage
+        claim_numbers = numbers(claim) - (number_words(question) - numbers(sentence))
         if claim_numbers - self._numbers[n]:
             return Support(0.0, *spans[0])  # a figure the passage doesn't contain
         if passage.chunk.language == language and not self.new_words_found(sentence, question, language, n):
             return Support(0.0, *spans[0])  # what the answer adds is not in the passage
         sims = self._vectors[n] @ claim_vector
-        together = self._sentences_holding(n, sentence)
+        together = self._sentences_holding(n, sentence, question)
         if roles_asked(question):
             together = [k for k in together if names_the_roles_asked(question, [text[spans[k][0]:spans[k][1]]])]
         if not together:
@@ -243,22 +260,44 @@ class SupportChecker:
 
     def new_words_found(self, sentence: str, question: str, language: Language, n: int) -> bool:
         """Whether passage `n` holds at least NEW_WORDS_FOUND of the content words (stems) that
-        `sentence` adds to `question`; True when it adds none."""
+        `sentence` adds to `question`; True when it adds none. A figure is found in whatever format
+        the passage writes it ("4" for "quatre")."""
         new = set(tokenize(strip_markers(sentence), language)) - set(tokenize(f"{question} {_ANSWER_WORDS}", language))
-        return not new or len(new & self._stems[n]) >= NEW_WORDS_FOUND * len(new)
+        found = [w in self._stems[n] or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in new]
+        return not new or sum(found) >= NEW_WORDS_FOUND * len(new)
 
-    def _sentences_holding(self, n: int, sentence: str) -> list[int]:
+    def _sentences_holding(self, n: int, sentence: str, question: str = "") -> list[int]:
         """Indices of passage `n`'s sentences that hold every name and figure of `sentence` found
-        in the retrieved passages (names found nowhere, such as translations, don't count)."""
+        in the retrieved passages (names found nowhere, such as translations, don't count).
+
+        A sentence that speaks of someone through a pronoun early on (`_PRONOUN`) and names
+        nothing the answer doesn't ("Sa thèse portait sur Frantz Fanon.") may leave out the names
+        the `question` gives ("Museveni a fait une thèse sur Frantz Fanon", asked "Sur qui Museveni
+        a-t-il fait une thèse ?"). Any other sentence must hold them all: a fact is not moved from
+        one name to another ("Qwen compte 100 000 modèles"), nor from one occasion to another ("The
+        Broncos defeated the Steelers in the divisional round" does not say whom they beat to
+        become the AFC champions).
+        """
         text = self.passages[n].chunk.text
         spans = self._spans[n]
         words = [folded_words(text[s:e]) for s, e in spans]
         figures = [numbers(text[s:e]) for s, e in spans]
-        # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count
-        names = {w for w in anchors(strip_markers(sentence)) if len(w) > 2} & self._all_words
-        wanted = numbers(strip_markers(sentence)) & self._numbers[n]
-        return [k for k, (s, e) in enumerate(spans) if names <= words[k] and wanted <= figures[k]
-                and not misattributed(sentence, text[s:e])]
+        bare = strip_markers(sentence)
+        # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count. The
+        # first word is a name too when the passages write it as one ("Hunyuan compte…").
+        first = folded_words(" ".join(bare.split()[:1]))
+        named = {w for w in anchors(bare) | (first & self._names) if len(w) > 2}
+        names = named & self._all_words
+        topic = names & {w for w in anchors(f"x {question}") if len(w) > 2}
+        wanted = numbers(bare) & self._numbers[n]
+        holding = []
+        for k, (s, e) in enumerate(spans):
+            own = {w for w in anchors(text[s:e]) if len(w) > 2 and not w.isdigit()}
+            pronoun = bool(_PRONOUN.search(" ".join(fold(text[s:e]).split()[:PRONOUN_WORDS])))
+            needed = names - topic if pronoun and own <= folded_words(bare) else names
+            if needed <= words[k] and wanted <= figures[k] and not misattributed(sentence, text[s:e]):
+                holding.append(k)
+        return holding
 
     def claims(self, sentence: str, question: str) -> str:
         bare = strip_markers(sentence)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from qa.evidence import Evidence
 from qa.prompting import ANSWER_PREFIX
-from qa.text import anchors, figures, fold, folded_words, tokenize
+from qa.text import anchors, figures, fold, folded_words, number_words, tokenize
 from qa.types import Language
 
 # A question whose best sentence has a lower cosine than this (multilingual embeddings) is about
@@ -72,7 +72,6 @@ def adds_content(sentence: str, question: str, language: Language) -> bool:
 
 
 
-
 def strong(evidence: Sequence[Evidence]) -> bool:
     """Whether the best evidence sentence scores at least STRONG_EVIDENCE."""
     return bool(evidence) and max(e.score for e in evidence) >= STRONG_EVIDENCE
@@ -93,8 +92,8 @@ def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Eviden
     if not evidence:
         return False
     if expects_figure(question):
-        asked = figures(question)
-        if not any(figures(e.text) - asked for e in evidence):
+        asked = figures(question) | number_words(question)
+        if not any((figures(e.text) | number_words(e.text)) - asked for e in evidence):
             return False
     return (strong(evidence) if confident is None else confident) or not (draft_unsupported or declined)
 

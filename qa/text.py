@@ -178,14 +178,75 @@ _SCALE = {"k": 10**3, "thousand": 10**3, "mille": 10**3, "million": 10**6, "mill
           "milliard": 10**9, "milliards": 10**9, "billion": 10**9, "billions": 10**9, "bn": 10**9}
 
 
+# Numbers written in words, French and English. "un", "une" and "one" count only inside a longer
+# number ("vingt et un", "one hundred"): alone they are mostly articles and pronouns.
+_UNITS = {
+    "un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "six": 6, "sept": 7, "huit": 8,
+    "neuf": 9, "dix": 10, "onze": 11, "douze": 12, "treize": 13, "quatorze": 14, "quinze": 15,
+    "seize": 16, "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50,
+    "soixante": 60, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}
+_MULTIPLIERS = {"cent": 100, "cents": 100, "hundred": 100, "mille": 1000, "thousand": 1000,
+                "million": 10**6, "millions": 10**6, "milliard": 10**9, "milliards": 10**9,
+                "billion": 10**9, "billions": 10**9}
+_NUMBER_WORD = "|".join(sorted((*_UNITS, *_MULTIPLIERS), key=len, reverse=True))
+_WORDS_NUMBER = re.compile(
+    rf"(?<![\w-])(?:{_NUMBER_WORD})(?:(?:-|\s+|\s+(?:et|and)\s+|-et-)(?:{_NUMBER_WORD}))*(?![\w-])",
+    re.IGNORECASE)
+
+
+def number_words(text: str) -> set[str]:
+    """The numbers `text` writes in words, as digits: "quatre" and "four" are "4", "dix-huit"
+    "18", "quatre-vingt-dix" "90", "two hundred" "200", "deux millions" "2000000". A lone "un",
+    "une" or "one" is not counted, nor "cent" in "pour cent".
+
+    >>> sorted(number_words("Quatre représentants, dix-huit ans, vingt et un jours, un seul."), key=int)
+    ['4', '18', '21']
+    >>> sorted(number_words("nine nations, two hundred and five, quatre-vingt-dix, 30 pour cent"), key=int)
+    ['9', '90', '205']
+    """
+    found = set()
+    for match in _WORDS_NUMBER.finditer(text):
+        words = re.findall(r"[^\W\d_]+", match.group(0).lower())
+        if words in (["un"], ["une"], ["one"]):
+            continue
+        if words[0] in ("cent", "cents") and text[:match.start()].lower().rstrip().endswith(("pour", "per")):
+            continue
+        total = current = 0
+        previous = None
+        for word in words:
+            if word in ("et", "and"):
+                continue
+            if word in _UNITS:
+                value = _UNITS[word]
+                if value == 20 and previous == 4:  # quatre-vingt(s)
+                    current += 76
+                else:
+                    current += value
+            elif _MULTIPLIERS[word] == 100:
+                current = max(current, 1) * 100
+            else:
+                total += max(current, 1) * _MULTIPLIERS[word]
+                current = 0
+            previous = _UNITS.get(word)
+        found.add(str(total + current))
+    return found
+
+
 def numbers(text: str) -> set[str]:
     """Numbers with thousands separators removed, so "100 000", "100,000" and "100000" agree, and
-    multipliers applied, so "100k", "100 thousand" and "1,5 million" agree with their digits.
+    multipliers applied, so "100k", "100 thousand" and "1,5 million" agree with their digits;
+    numbers in words count as their digits (`number_words`: "quatre" is "4").
 
     >>> sorted(numbers("100 000 modèles, 100,000 models, le 14e plan, 2,5 %"))
     ['100000', '14', '25']
     >>> sorted(numbers("100k models, 100 thousand, 1.5 million, 2 milliards"))
     ['100000', '1500000', '2000000000']
+    >>> sorted(numbers("quatre représentants, four representatives, 4 sièges"))
+    ['4']
     """
     found = set()
 
@@ -193,9 +254,10 @@ def numbers(text: str) -> set[str]:
         found.add(str(round(float(match.group(1).replace(",", ".")) * _SCALE[match.group(2).lower()])))
         return " "
 
-    for match in _NUMBER.finditer(_SCALED.sub(scaled, text)):
+    rest = _SCALED.sub(scaled, text)
+    for match in _NUMBER.finditer(rest):
         found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
-    return found
+    return found | number_words(rest)
 
 
 _ORDINAL = r"(?:e|er|ème|th|st|nd|rd)?(?!\w)"

@@ -193,3 +193,49 @@ def test_who_founded_is_supported_only_by_a_sentence_that_speaks_of_founding():
     assert cited == [] and rejected == [1]
     [(_, cited, _)] = checker.verify(["Moonshot AI a été fondée par Yang Zhilin [1]."], question, "fr")
     assert [c.quote for c in cited] == ["Moonshot AI a été fondée par Yang Zhilin en 2023."]
+
+
+def test_a_figure_in_words_supports_the_same_figure_in_digits():
+    doc = make_document("a.txt", "Le Land de Berlin a quatre représentants au Bundesrat.")
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Combien de représentants le Land de Berlin a-t-il au Bundesrat ?"
+    for claim in ("Le Land de Berlin a 4 représentants au Bundesrat [1].",
+                  "Le Land de Berlin a quatre représentants au Bundesrat [1]."):
+        [(_, cited, _)] = checker.verify([claim], question, "fr")
+        assert [c.n for c in cited] == [1]
+    [(_, cited, rejected)] = checker.verify(["Le Land de Berlin a cinq représentants au Bundesrat [1]."],
+                                            question, "fr")
+    assert cited == [] and rejected == [1]
+
+
+def test_the_question_may_name_whom_a_sentence_speaks_of_through_a_pronoun():
+    doc = make_document("a.txt", "Museveni naît en Ouganda. Il étudie à Dar es Salaam.\n"
+                                 "Sa thèse portait sur Frantz Fanon.")
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    [(_, cited, _)] = checker.verify(["Museveni a fait une thèse sur Frantz Fanon [1]."],
+                                     "Sur qui Museveni a-t-il fait une thèse ?", "fr")
+    assert [c.quote for c in cited] == ["Sa thèse portait sur Frantz Fanon."]
+
+
+def test_a_fact_another_name_holds_is_not_moved_to_the_name_asked_about(checker, passages):
+    # the question names Hunyuan, and the sentence with the figure names Qwen, not a pronoun
+    n = _n_of(passages, "100 000")
+    [(_, cited, rejected)] = checker.verify([f"Hunyuan compte plus de 100 000 modèles dérivés [{n}]."],
+                                            "Combien de modèles dérivés Hunyuan compte-t-il ?", "fr")
+    assert cited == [] and n in rejected
+
+
+def test_a_sentence_without_a_pronoun_must_hold_the_occasion_the_question_names():
+    doc = make_document("a.txt", "The Broncos defeated the Pittsburgh Steelers in the divisional round. They then beat "
+                                 "the New England Patriots in the AFC Championship Game.")
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Who did the Broncos beat to become the AFC champions?"
+    [(_, cited, rejected)] = checker.verify(["The Broncos beat the Pittsburgh Steelers to become the AFC champions [1]."],
+                                            question, "en")
+    assert cited == [] and rejected == [1]

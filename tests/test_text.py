@@ -25,6 +25,19 @@ def test_a_scaled_figure_is_read_as_its_value(written, value):
     assert numbers(written) == {value}
 
 
+@pytest.mark.parametrize("written,value", [
+    ("quatre", "4"), ("four", "4"), ("huit", "8"), ("nine", "9"), ("dix-huit", "18"), ("vingt et un", "21"),
+    ("quatre-vingt-dix", "90"), ("soixante-dix", "70"), ("two hundred and five", "205"), ("deux millions", "2000000"),
+])
+def test_a_figure_written_in_words_is_its_digits(written, value):
+    assert numbers(f"Le Land a {written} représentants.") == {value}
+
+
+@pytest.mark.parametrize("text", ["un seul club", "one of them", "30 pour cent", "30 per cent"])
+def test_articles_and_percent_are_not_numbers_in_words(text):
+    assert numbers(text) <= {"30"}
+
+
 def test_anchors_are_names_and_figures_not_the_first_word():
     assert anchors("Alibaba developed Qwen in 2023.") == {"qwen", "2023"}
 
