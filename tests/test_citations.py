@@ -236,6 +236,6 @@ def test_a_sentence_without_a_pronoun_must_hold_the_occasion_the_question_names(
     embedder = FakeEmbedder()
     checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
     question = "Who did the Broncos beat to become the AFC champions?"
-    [(_, cited, rejected)] = checker.verify(["The Broncos beat the Pittsburgh Steelers to become the AFC champions [1]."],
-                                            question, "en")
+    claim = "The Broncos beat the Pittsburgh Steelers to become the AFC champions [1]."
+    [(_, cited, rejected)] = checker.verify([claim], question, "en")
     assert cited == [] and rejected == [1]
