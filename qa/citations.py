@@ -244,8 +244,11 @@ class SupportChecker:
         semantic = float(sims[best])
         stems = set(tokenize(claim, language))
         lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
-        found = anchors(strip_markers(claim))
-        anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
+        if len(strip_markers(sentence).split()) < SHORT_CLAIM_WORDS:  # "DeepSeek [1]": the question's names too
+            found = anchors(strip_markers(claim))
+            anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
+        else:
+            anchored = self._anchored(sentence, n)
         # the quote: the sentence closest by meaning, unless another shares clearly more of the
         # claim's numbers and content words
         overlap = [len(stems & set(tokenize(text[s:e], passage.chunk.language)))
@@ -257,6 +260,24 @@ class SupportChecker:
         if anchored:
             ratios.append(semantic / ANCHORED_THRESHOLD)
         return Support(min(1.0, 0.5 * max(ratios)), *spans[best])
+
+    def _anchored(self, sentence: str, n: int) -> bool:
+        """Whether at least half of the answer `sentence`'s names (`answer_names`) are in passage
+        `n`, a figure in any format ("14th" for « 14e »). A short answer is anchored on the
+        question's names with its own instead (`score`): "DeepSeek [1]" alone is in the passage
+        that names DeepSeek, whatever "Which Chinese universities…?" asked."""
+        names = self.answer_names(sentence)
+        have = folded_words(self.passages[n].chunk.text)
+        found = [w in have or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in names]
+        return bool(names) and sum(found) >= 0.5 * len(names)
+
+    def answer_names(self, sentence: str) -> set[str]:
+        """The names, acronyms and figures of an answer sentence (folded), its first word among
+        them when the passages write it as a name; not two-letter acronyms, which differ across
+        languages ("AI" and « IA »)."""
+        bare = strip_markers(sentence)
+        first = folded_words(" ".join(bare.split()[:1]))
+        return {w for w in anchors(bare) | (first & self._names) if len(w) > 2}
 
     def new_words_found(self, sentence: str, question: str, language: Language, n: int) -> bool:
         """Whether passage `n` holds at least NEW_WORDS_FOUND of the content words (stems) that
@@ -283,11 +304,7 @@ class SupportChecker:
         words = [folded_words(text[s:e]) for s, e in spans]
         figures = [numbers(text[s:e]) for s, e in spans]
         bare = strip_markers(sentence)
-        # two-letter acronyms ("AI", "US", "IA") differ across languages: they don't count. The
-        # first word is a name too when the passages write it as one ("Hunyuan compte…").
-        first = folded_words(" ".join(bare.split()[:1]))
-        named = {w for w in anchors(bare) | (first & self._names) if len(w) > 2}
-        names = named & self._all_words
+        names = self.answer_names(sentence) & self._all_words  # names found nowhere don't count
         topic = names & {w for w in anchors(f"x {question}") if len(w) > 2}
         wanted = numbers(bare) & self._numbers[n]
         holding = []

@@ -239,3 +239,15 @@ def test_a_sentence_without_a_pronoun_must_hold_the_occasion_the_question_names(
     claim = "The Broncos beat the Pittsburgh Steelers to become the AFC champions [1]."
     [(_, cited, rejected)] = checker.verify([claim], question, "en")
     assert cited == [] and rejected == [1]
+
+
+def test_an_answer_is_anchored_by_its_own_names_and_figures_in_any_format():
+    doc = make_document("a.txt", "Cette stratégie est décrite dans le 14e plan quinquennal de la Chine.")
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    # "14th" is « 14e »; "AI" is a two-letter acronym, written « IA » in French: not counted
+    claim = "The 14th Five-Year Plan lays out its AI strategy [1]."
+    assert checker.answer_names(claim) == {"14th", "five", "year", "plan"}
+    assert checker._anchored(claim, 1)  # 14th and plan: half of them
+    assert not checker._anchored("The 13th Five-Year Programme lays out its AI strategy [1].", 1)
