@@ -158,6 +158,53 @@ def misattributed(claim: str, source: str) -> bool:
                for a in named for b in named)
 
 
+# A comma between digits ("100,000") separates no items.
+_ITEM_SEPARATOR = re.compile(r"(?<!\d),|,(?!\d)|[;:]|\s(?:et|and|ou|or)\s", re.IGNORECASE)
+# A list item that names what the sentence compares its subject with.
+_COMPARED = re.compile(r"^\W*(?:en\s+)?(?:surpass|dépass|depass|devan[cç]|devant\b|derrière\b|plus que\b"
+                       r"|outpac|overtak|ahead of\b|behind\b|than\b)", re.IGNORECASE)
+
+
+def compared_figure(claim: str, source: str) -> bool:
+    """Whether `claim` gives a figure of `source` to what `source` compares it with: from "Qwen…,
+    avec plus de 100 000 modèles dérivés, surpassant la communauté Llama de Meta", "Llama's
+    community has 100,000 derived models" moves Qwen's figure to Llama.
+
+    >>> source = "Qwen est devenu le plus grand écosystème, avec 100 000 modèles, surpassant Llama de Meta."
+    >>> compared_figure("La communauté Llama de Meta compte 100 000 modèles [1].", source)
+    True
+    >>> compared_figure("Qwen compte 100 000 modèles, devant Llama [1].", source)
+    False
+    """
+    items = _ITEM_SEPARATOR.split(source)
+    bare = strip_markers(claim)
+    figures = numbers(bare)
+    names = {w for w in anchors(f"x {bare}") if len(w) > 2 and not w.isdigit()}
+    holding = [k for k, text in enumerate(items) if figures and figures & numbers(text)]
+    for k, text in enumerate(items):
+        if not _COMPARED.match(text) or k in holding:
+            continue
+        theirs = {w for w in anchors(f"x {text}") if len(w) > 2 and not w.isdigit()}
+        elsewhere = set().union(*(anchors(f"x {items[j]}") for j in range(len(items)) if j != k))
+        if holding and names & theirs and not names & (elsewhere - theirs):
+            return True  # the claim names only what is compared with, and gives the other's figure
+    return False
+
+
+def figure_of_the_compared(question: str, texts: Sequence[str]) -> bool:
+    """Whether one of `texts` (evidence to quote) holds figures only for something other than
+    what the `question` names, which it names as compared with: "Combien de modèles dérivés la
+    communauté Llama compte-t-elle ?" is not answered by Qwen's 100 000 "surpassant la communauté
+    Llama" (`compared_figure`, the question standing for a claim of the sentence's figures).
+
+    >>> figure_of_the_compared("Combien de modèles la communauté Llama compte-t-elle ?",
+    ...     ["Qwen a 100 000 modèles, surpassant la communauté Llama."])
+    True
+    """
+    return any(compared_figure(f"{question} {' '.join(sorted(numbers(text)))}", text)
+               for text in texts if numbers(text))
+
+
 def answer_sentences(text: str, language: Language) -> list[str]:
     """Sentences of an answer, each keeping the markers that follow it.
 
@@ -312,7 +359,8 @@ class SupportChecker:
             own = {w for w in anchors(text[s:e]) if len(w) > 2 and not w.isdigit()}
             pronoun = bool(_PRONOUN.search(" ".join(fold(text[s:e]).split()[:PRONOUN_WORDS])))
             needed = names - topic if pronoun and own <= folded_words(bare) else names
-            if needed <= words[k] and wanted <= figures[k] and not misattributed(sentence, text[s:e]):
+            if needed <= words[k] and wanted <= figures[k] and not misattributed(sentence, text[s:e]) \
+                    and not compared_figure(sentence, text[s:e]):
                 holding.append(k)
         return holding
 

@@ -20,6 +20,7 @@ import numpy as np
 from qa.citations import (
     SupportChecker,
     answer_sentences,
+    figure_of_the_compared,
     is_abstention,
     names_the_roles_asked,
     parse_markers,
@@ -352,7 +353,8 @@ class Pipeline:
                 return self._in_question_language(text, language, citations), citations, False, draft
         if answerable(question, unsupported, best, declined=declined, confident=confident) \
                 and names_everything_asked(question, [self._in_language(e, language) for e in best]) \
-                and names_the_roles_asked(question, [e.text for e in best]):
+                and names_the_roles_asked(question, [e.text for e in best]) \
+                and not (expects_figure(question) and figure_of_the_compared(question, [e.text for e in best])):
             parts: list[str] = []
             citations = yield from self._quote(best, language, parts, separate=held is None)
             return "".join(parts).strip(), citations, False, draft

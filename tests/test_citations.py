@@ -4,6 +4,7 @@ from qa.chunking import chunk_document
 from qa.citations import (
     SupportChecker,
     answer_sentences,
+    figure_of_the_compared,
     is_abstention,
     misattributed,
     parse_markers,
@@ -251,3 +252,31 @@ def test_an_answer_is_anchored_by_its_own_names_and_figures_in_any_format():
     assert checker.answer_names(claim) == {"14th", "five", "year", "plan"}
     assert checker._anchored(claim, 1)  # 14th and plan: half of them
     assert not checker._anchored("The 13th Five-Year Programme lays out its AI strategy [1].", 1)
+
+
+QWEN_SENTENCE = ("Notamment, la famille de modèles Qwen d’Alibaba est devenue le plus grand écosystème d’IA open "
+                 "source au monde, avec plus de 100 000 modèles dérivés construits sur elle, surpassant la "
+                 "communauté Llama de Meta Platforms.")
+
+
+def test_a_figure_is_not_given_to_what_the_sentence_compares_it_with():
+    doc = make_document("a.txt", QWEN_SENTENCE)
+    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    [(_, cited, rejected)] = checker.verify(
+        ["La communauté Llama de Meta Platforms compte 100 000 modèles dérivés construits sur elle [1]."],
+        "Combien de modèles dérivés la communauté Llama de Meta compte-t-elle ?", "fr")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(["La famille Qwen compte plus de 100 000 modèles dérivés [1]."],
+                                     "Combien de modèles dérivés la famille Qwen compte-t-elle ?", "fr")
+    assert [c.n for c in cited] == [1]
+
+
+@pytest.mark.parametrize("question,compared", [
+    ("Combien de modèles dérivés la communauté Llama de Meta compte-t-elle ?", True),
+    ("How many derived models does Meta's Llama community have?", True),
+    ("Combien de modèles dérivés la famille Qwen compte-t-elle ?", False),
+])
+def test_a_figure_question_about_what_is_compared_is_not_answered_by_the_other_figure(question, compared):
+    assert figure_of_the_compared(question, [QWEN_SENTENCE]) is compared
