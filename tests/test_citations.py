@@ -79,6 +79,13 @@ def checker(passages):
     return SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
 
 
+def one_passage_checker(text):
+    """A checker over `text` as passage [1] (the fake embedder: scores by shared words)."""
+    passages = [Passage(1, chunk_document(make_document("a.txt", text), 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder()
+    return SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+
+
 def _n_of(passages, word):
     return next(p.n for p in passages if word in p.chunk.text)
 
@@ -147,10 +154,7 @@ def test_a_claim_must_keep_who_did_what_in_a_list(claim, swapped):
 
 
 def test_a_swapped_attribution_is_not_supported_by_the_listing_passage():
-    doc = make_document("a.txt", LIST)
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker(LIST)
     [(_, cited, rejected)] = checker.verify(["Qwen a été développé par Tencent [1]."], "Qui a fait Qwen ?", "fr")
     assert cited == [] and rejected == [1]
     [(_, cited, _)] = checker.verify(["Qwen a été développé par Alibaba [1]."], "Qui a fait Qwen ?", "fr")
@@ -184,11 +188,8 @@ def test_an_answer_may_say_yes_or_no_without_the_passage_saying_it(checker, pass
 
 
 def test_who_founded_is_supported_only_by_a_sentence_that_speaks_of_founding():
-    doc = make_document("a.txt", "Kimi K2 de Moonshot AI est en tête.\n"
-                                 "Moonshot AI a été fondée par Yang Zhilin en 2023.")
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("Kimi K2 de Moonshot AI est en tête.\n"
+                                  "Moonshot AI a été fondée par Yang Zhilin en 2023.")
     question = "Qui a fondé Moonshot AI ?"
     [(_, cited, rejected)] = checker.verify(["Moonshot AI a été fondée par Kimi K2 [1]."], question, "fr")
     assert cited == [] and rejected == [1]
@@ -197,10 +198,7 @@ def test_who_founded_is_supported_only_by_a_sentence_that_speaks_of_founding():
 
 
 def test_a_figure_in_words_supports_the_same_figure_in_digits():
-    doc = make_document("a.txt", "Le Land de Berlin a quatre représentants au Bundesrat.")
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("Le Land de Berlin a quatre représentants au Bundesrat.")
     question = "Combien de représentants le Land de Berlin a-t-il au Bundesrat ?"
     for claim in ("Le Land de Berlin a 4 représentants au Bundesrat [1].",
                   "Le Land de Berlin a quatre représentants au Bundesrat [1]."):
@@ -212,11 +210,8 @@ def test_a_figure_in_words_supports_the_same_figure_in_digits():
 
 
 def test_the_question_may_name_whom_a_sentence_speaks_of_through_a_pronoun():
-    doc = make_document("a.txt", "Museveni naît en Ouganda. Il étudie à Dar es Salaam.\n"
-                                 "Sa thèse portait sur Frantz Fanon.")
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("Museveni naît en Ouganda. Il étudie à Dar es Salaam.\n"
+                                  "Sa thèse portait sur Frantz Fanon.")
     [(_, cited, _)] = checker.verify(["Museveni a fait une thèse sur Frantz Fanon [1]."],
                                      "Sur qui Museveni a-t-il fait une thèse ?", "fr")
     assert [c.quote for c in cited] == ["Sa thèse portait sur Frantz Fanon."]
@@ -231,11 +226,8 @@ def test_a_fact_another_name_holds_is_not_moved_to_the_name_asked_about(checker,
 
 
 def test_a_sentence_without_a_pronoun_must_hold_the_occasion_the_question_names():
-    doc = make_document("a.txt", "The Broncos defeated the Pittsburgh Steelers in the divisional round. They then beat "
-                                 "the New England Patriots in the AFC Championship Game.")
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("The Broncos defeated the Pittsburgh Steelers in the divisional round. "
+                                  "They then beat the New England Patriots in the AFC Championship Game.")
     question = "Who did the Broncos beat to become the AFC champions?"
     claim = "The Broncos beat the Pittsburgh Steelers to become the AFC champions [1]."
     [(_, cited, rejected)] = checker.verify([claim], question, "en")
@@ -243,10 +235,7 @@ def test_a_sentence_without_a_pronoun_must_hold_the_occasion_the_question_names(
 
 
 def test_an_answer_is_anchored_by_its_own_names_and_figures_in_any_format():
-    doc = make_document("a.txt", "Cette stratégie est décrite dans le 14e plan quinquennal de la Chine.")
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("Cette stratégie est décrite dans le 14e plan quinquennal de la Chine.")
     # "14th" is « 14e »; "AI" is a two-letter acronym, written « IA » in French: not counted
     claim = "The 14th Five-Year Plan lays out its AI strategy [1]."
     assert checker.answer_names(claim) == {"14th", "five", "year", "plan"}
@@ -260,10 +249,7 @@ QWEN_SENTENCE = ("Notamment, la famille de modèles Qwen d’Alibaba est devenue
 
 
 def test_a_figure_is_not_given_to_what_the_sentence_compares_it_with():
-    doc = make_document("a.txt", QWEN_SENTENCE)
-    passages = [Passage(1, chunk_document(doc, 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker(QWEN_SENTENCE)
     [(_, cited, rejected)] = checker.verify(
         ["La communauté Llama de Meta Platforms compte 100 000 modèles dérivés construits sur elle [1]."],
         "Combien de modèles dérivés la communauté Llama de Meta compte-t-elle ?", "fr")
