@@ -165,6 +165,12 @@ _COMPARED = re.compile(r"^\W*(?:en\s+)?(?:surpass|dépass|depass|devan[cç]|deva
                        r"|outpac|overtak|ahead of\b|behind\b|than\b)", re.IGNORECASE)
 
 
+def _names_of(text: str) -> set[str]:
+    """The names of `text` (`anchors`, folded), its first word included, without figures and
+    two-letter acronyms."""
+    return {w for w in anchors(f"x {text}") if len(w) > 2 and not w.isdigit()}
+
+
 def compared_figure(claim: str, source: str) -> bool:
     """Whether `claim` gives a figure of `source` to what `source` compares it with: from "Qwen…,
     avec plus de 100 000 modèles dérivés, surpassant la communauté Llama de Meta", "Llama's
@@ -179,14 +185,16 @@ def compared_figure(claim: str, source: str) -> bool:
     items = _ITEM_SEPARATOR.split(source)
     bare = strip_markers(claim)
     figures = numbers(bare)
-    names = {w for w in anchors(f"x {bare}") if len(w) > 2 and not w.isdigit()}
     holding = [k for k, text in enumerate(items) if figures and figures & numbers(text)]
+    if not holding:
+        return False
+    names = _names_of(bare)
     for k, text in enumerate(items):
         if not _COMPARED.match(text) or k in holding:
             continue
-        theirs = {w for w in anchors(f"x {text}") if len(w) > 2 and not w.isdigit()}
-        elsewhere = set().union(*(anchors(f"x {items[j]}") for j in range(len(items)) if j != k))
-        if holding and names & theirs and not names & (elsewhere - theirs):
+        theirs = _names_of(text)
+        elsewhere = set().union(*(_names_of(items[j]) for j in range(len(items)) if j != k))
+        if names & theirs and not names & (elsewhere - theirs):
             return True  # the claim names only what is compared with, and gives the other's figure
     return False
 
