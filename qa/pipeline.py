@@ -43,7 +43,19 @@ from qa.errors import (
     InputError,
     SettingsError,
 )
-from qa.evidence import DECISIVE_LEAD, RERANK_DEPTH, Evidence, rank_sentences, rerank, select, with_parts
+from qa.evidence import (
+    DECISIVE_LEAD,
+    RERANK_DEPTH,
+    WHY_POOL,
+    Evidence,
+    asks_why,
+    passages_of_best,
+    rank_sentences,
+    rerank,
+    same_documents,
+    select,
+    with_parts,
+)
 from qa.generation import Generator, Likelihoods, make_generator
 from qa.index import Index
 from qa.language import answer_language, detect_language, in_neither_language
@@ -276,7 +288,9 @@ class Pipeline:
             raise CorpusError(EMPTY)
         started = time.perf_counter()
         language: Language = detect_language(question, default="fr")
-        passages = self._retriever.retrieve(question, language, top_k)
+        pool = WHY_POOL if asks_why(question, language) else 1  # 1 by default (qa.evidence)
+        passages = self._retriever.retrieve(question, language, top_k * pool)
+        passages = same_documents(passages, top_k)  # a why-question's extra passages: the same documents'
         retrieved = time.perf_counter()
         first_piece: list[float] = []
 
@@ -296,6 +310,9 @@ class Pipeline:
                      remembering(lambda texts: evidence.embed_batch(texts, "passage"), self._sentence_vectors),
                      lambda texts: evidence.embed_batch(texts, "query"))
         ranked = rank_sentences(question, language, passages, turn.embed_query, turn.embed_passages)
+        if len(passages) > top_k:  # a why-question's pool: the passages holding the best sentences
+            passages = turn.passages = passages_of_best(ranked, top_k)
+            ranked = rank_sentences(question, language, passages, turn.embed_query, turn.embed_passages)
         if not ranked or max(e.cosine for e in ranked) < OFF_TOPIC_COSINE:  # about something else
             yield from shown(iter([OFF_TOPIC[language]]))
             result = (OFF_TOPIC[language], [], True, "")

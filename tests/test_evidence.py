@@ -2,7 +2,19 @@
 
 import pytest
 
-from qa.evidence import OTHER_PASSAGE_MARGIN, RUNNER_UP_MARGIN, Evidence, rank_sentences, select, with_parts
+import qa.evidence
+from qa.evidence import (
+    OTHER_PASSAGE_MARGIN,
+    RUNNER_UP_MARGIN,
+    Evidence,
+    asks_why,
+    passages_of_best,
+    rank_sentences,
+    same_documents,
+    select,
+    states_cause,
+    with_parts,
+)
 from qa.types import Chunk, Passage
 from tests.fakes import FakeEmbedder
 
@@ -98,3 +110,78 @@ def test_a_question_in_the_document_is_not_chosen_as_evidence():
     assert ranked[0].text.endswith("?")  # the heading matches the question best...
     assert [e.text for e in select(ranked)] == ["Les parents qui veulent modifier la garde de l'enfant."]
     assert [e.text for e in select(ranked[:1])] == [ranked[0].text]  # ...and is kept when it is all there is
+
+
+@pytest.mark.parametrize("question,language", [
+    ("Why is China pushing open-source AI?", "en"),
+    ("How come the line was delayed?", "en"),
+    ("What are the reasons for the delay?", "en"),
+    ("What partly drove the change in the US attitude?", "en"),
+    ("Pourquoi la Chine mise-t-elle sur l'IA open source ?", "fr"),
+    ("Pour quelle raison la ligne a-t-elle été retardée ?", "fr"),
+    ("Quelles sont les raisons du retard ?", "fr"),
+    ("Qu'est-ce qui pousse la Chine vers l'open source ?", "fr"),
+])
+def test_a_question_asking_for_a_cause_or_a_purpose_is_a_why_question(question, language):
+    assert asks_why(question, language)
+
+
+@pytest.mark.parametrize("question,language", [
+    ("Who founded Moonshot AI?", "en"),
+    ("What does open-sourcing help China overcome?", "en"),
+    ("Quand le plan d'action a-t-il été publié ?", "fr"),
+    ("Combien de modèles dérivés compte Qwen ?", "fr"),
+])
+def test_other_questions_are_not(question, language):
+    assert not asks_why(question, language)
+
+
+@pytest.mark.parametrize("sentence,language,cause", [
+    ("Le pivot de la Chine est une réponse directe aux restrictions américaines.", "fr", True),
+    ("Cette impulsion est conçue pour contrer les sanctions américaines.", "fr", True),
+    ("Poussés par un besoin d'autonomie, les modèles gagnent du terrain.", "fr", True),
+    ("The council approved it because of traffic congestion.", "en", True),
+    ("The plan aims to build local communities.", "en", True),
+    ("Qwen compte plus de 100 000 modèles dérivés.", "fr", False),
+    ("The line will open in 2027.", "en", False),
+])
+def test_a_sentence_states_a_cause_in_its_own_language(sentence, language, cause):
+    assert states_cause(sentence, language) is cause
+
+
+def test_a_why_question_prefers_the_sentence_giving_the_reason(monkeypatch):
+    monkeypatch.setattr(qa.evidence, "CAUSE_WEIGHT", 0.2)  # off by default: docs/quality.md#why-questions
+    # the two sentences hold the same question words; only the second says why
+    p = passage(1, "La Chine adopte l'IA open source depuis 2023. La Chine adopte l'IA open source en réponse aux "
+                   "sanctions.")
+    assert rank("Pourquoi la Chine adopte-t-elle l'IA open source ?", "fr", [p])[0].text.endswith("aux sanctions.")
+    when = rank("Quand la Chine adopte-t-elle l'IA open source ?", "fr", [p])
+    assert when[0].score - when[1].score < 0.2  # asked something else, the cue earns nothing
+    assert {e.text for e in when[:2]} == {e.text for e in rank("Pourquoi la Chine adopte-t-elle l'IA open source ?",
+                                                                 "fr", [p])[:2]}
+
+
+def test_an_english_why_question_finds_the_reason_in_a_french_sentence(monkeypatch):
+    monkeypatch.setattr(qa.evidence, "CAUSE_WEIGHT", 0.2)
+    p = passage(1, "Le pivot de la Chine vers Qwen date de 2023. Le pivot de la Chine vers Qwen est une réponse "
+                   "directe aux sanctions.")
+    assert "réponse" in rank("Why did China pivot to Qwen?", "en", [p])[0].text
+
+
+def test_the_passages_of_the_best_sentences_are_kept_in_retrieval_order_and_numbered_again():
+    passages = [passage(n, f"Phrase {n}.", start=10 * n) for n in range(1, 9)]
+    ranked = [Evidence(passages[n - 1], 0, 9, score) for n, score in [(6, 0.9), (2, 0.8), (6, 0.7), (8, 0.6),
+                                                                      (1, 0.5), (3, 0.4)]]
+    kept = passages_of_best(ranked, 4)
+    assert [p.chunk.text for p in kept] == ["Phrase 1.", "Phrase 2.", "Phrase 6.", "Phrase 8."]
+    assert [p.n for p in kept] == [1, 2, 3, 4]
+    assert [(p.n, p.chunk.text) for p in passages_of_best(ranked[:1], 4)] == [(1, "Phrase 6.")]
+
+
+def test_a_why_question_s_extra_passages_come_from_the_documents_already_found():
+    def from_doc(n: int, doc: str) -> Passage:
+        return Passage(n, Chunk(f"{doc}#{n}", doc, f"{doc}.txt", 0, 2, "A.", "fr"), 1.0 / n, 0.5)
+
+    pool = [from_doc(1, "a"), from_doc(2, "b"), from_doc(3, "c"), from_doc(4, "a"), from_doc(5, "b")]
+    assert [p.n for p in same_documents(pool, 2)] == [1, 2, 4, 5]
+    assert same_documents(pool[:2], 2) == pool[:2]

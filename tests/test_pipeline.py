@@ -1,11 +1,13 @@
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import qa.citations
 import qa.decision
+import qa.evidence
 import qa.pipeline
 from qa import library, reader
 from qa.chunking import chunk_documents
@@ -761,3 +763,35 @@ def test_an_engine_that_reports_no_first_choices_leaves_the_decision_to_the_chec
     answer = make(settings, "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].", style="direct").ask(
         "Combien de modèles dérivés ont été construits sur Qwen ?")
     assert answer.doubt is None and not answer.abstained
+
+
+def test_a_why_question_reads_the_reason_from_beyond_the_first_passages(settings, monkeypatch):
+    """A single document's passages all match its subject: the one giving the reason may come
+    sixth. With a WHY_POOL of 2 (off by default: docs/quality.md#why-questions), a why-question
+    ranks the sentences of twice top_k passages (those of the documents already found) and keeps
+    the top_k holding the best ones, numbered again."""
+    monkeypatch.setattr(qa.pipeline, "WHY_POOL", 2)
+    monkeypatch.setattr(qa.evidence, "CAUSE_WEIGHT", 0.2)
+    texts = [f"Le tramway de Montvert compte {n} stations et circule chaque jour." for n in range(1, 9)]
+    texts[5] = "Le tramway de Montvert a été construit en réponse à la pollution de l'air."
+    texts[6] = "Le tramway de Montvert a été construit en réponse au trafic de Montvert, dit un blog."
+    found = [Passage(n, Chunk(f"m#{n}", "m", "montvert.txt", 100 * n, 100 * n + len(t), t, "fr"), 1 / n, 0.5)
+             for n, t in enumerate(texts, start=1)]
+    found[6] = replace(found[6], chunk=replace(found[6].chunk, doc_id="blog", chunk_id="blog#0"))
+    asked: list[int] = []
+    pipeline = make(settings.with_(top_k=4), "NOT FOUND", style="direct").load()
+
+    def retrieve(question, language, top_k):
+        asked.append(top_k)
+        return found[:top_k]
+
+    monkeypatch.setattr(pipeline.retriever, "retrieve", retrieve)
+    answer = pipeline.ask("Pourquoi le tramway de Montvert a-t-il été construit ?")
+    assert asked == [8]
+    assert [p.n for p in answer.passages] == [1, 2, 3, 4]
+    assert not any(p.chunk.doc_id == "blog" for p in answer.passages)  # another document: not drawn in
+    reason = next(p for p in answer.passages if "pollution" in p.chunk.text)
+    prompt = pipeline.generator.messages[0][-1]["content"]
+    assert f"[{reason.n}] Le tramway de Montvert a été construit en réponse" in prompt
+    pipeline.ask("Combien de stations compte le tramway de Montvert ?")
+    assert asked[-1] == 4  # any other question reads the first top_k
