@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import qa.evidence as evidence  # noqa: E402
+from bench.retrieval import PUBLIC  # noqa: E402
 from qa.embedding import make_embedder  # noqa: E402
 from qa.evidence import asks_why, passages_of_best, rank_sentences, same_documents, select  # noqa: E402
 from qa.library import open_library  # noqa: E402
@@ -42,15 +43,10 @@ from qa.testset import load_testset  # noqa: E402
 from qa.text import normalize  # noqa: E402
 from qa.translations import TranslationMemory, translation_memory_path  # noqa: E402
 
-BENCH_DATA = ROOT.parent / "shared" / "bench-data"
-PUBLIC = {"piaf": BENCH_DATA / "piaf" / "piaf-v1.0.json",
-          "xquad": BENCH_DATA / "xquad" / "xquad.en.json",
-          "squad2": BENCH_DATA / "squad2" / "dev-v2.0.json"}
 BENCH_INDEX = ROOT / "artifacts" / "bench-index-e5"
-PACKAGED_LLM = "qwen2.5-coder-1.5b"  # whose translation memory `qa translate` filled
 
 
-def cases_of(args, settings, embedder):
+def cases_of(settings, embedder):
     """(set, part, retriever, [(question, language, gold texts)])."""
     for name, path in PUBLIC.items():
         squad = read_squad(path)
@@ -71,7 +67,7 @@ def cases_of(args, settings, embedder):
     # as `qa eval --translations none` asks them, and as after scripts/setup.sh's `qa translate`
     # (BM25 then also reads the passages' translations: qa.retrieval)
     yield "testset", "tuning", Retriever(index, embedder, translations=TranslationMemory(None)), cases
-    prepared = TranslationMemory(translation_memory_path(settings.cache_dir, PACKAGED_LLM))
+    prepared = TranslationMemory(translation_memory_path(settings.cache_dir, settings.llm))  # `qa translate`'s
     yield "testset-translated", "tuning", Retriever(index, embedder, translations=prepared), cases
 
 
@@ -111,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return scorer.embed_batch(texts, "query")
 
     report: dict = {}
-    for name, part, retriever, cases in cases_of(args, settings, embedder):
+    for name, part, retriever, cases in cases_of(settings, embedder):
         counts = {f"w{w}-p{pool}": {"best": 0, "read": 0} for w in args.weights for pool in args.pools}
         for question, language, gold in cases:
             wanted = [normalize(g) for g in gold]

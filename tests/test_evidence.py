@@ -155,10 +155,10 @@ def test_a_why_question_prefers_the_sentence_giving_the_reason(monkeypatch):
     p = passage(1, "La Chine adopte l'IA open source depuis 2023. La Chine adopte l'IA open source en réponse aux "
                    "sanctions.")
     assert rank("Pourquoi la Chine adopte-t-elle l'IA open source ?", "fr", [p])[0].text.endswith("aux sanctions.")
-    when = rank("Quand la Chine adopte-t-elle l'IA open source ?", "fr", [p])
-    assert when[0].score - when[1].score < 0.2  # asked something else, the cue earns nothing
-    assert {e.text for e in when[:2]} == {e.text for e in rank("Pourquoi la Chine adopte-t-elle l'IA open source ?",
-                                                                 "fr", [p])[:2]}
+    when = {e.text: e.score for e in rank("Quand la Chine adopte-t-elle l'IA open source ?", "fr", [p])}
+    monkeypatch.setattr(qa.evidence, "CAUSE_WEIGHT", 0.0)
+    assert when == {e.text: e.score for e in rank("Quand la Chine adopte-t-elle l'IA open source ?", "fr", [p])}
+    # asked something else, the cue earns nothing
 
 
 def test_an_english_why_question_finds_the_reason_in_a_french_sentence(monkeypatch):
