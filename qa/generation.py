@@ -163,9 +163,9 @@ class LlamaCppGenerator:
         self._format = None
         self._format_turns = None  # the template without the assistant's turn opened
         self._lock = threading.Lock()  # one generation at a time: the model and its KV cache are shared
-        self._fixed = 0  # tokens of the warmed fixed beginning (`warm`), the KV cache reused
-        self._fixed_tokens: list[int] = []
-        self._fixed_kv: bytes | None = None  # its KV cache, restored after other prompts replaced it
+        # the warmed fixed beginnings (`warm`: the reader's rules and worked examples, the second
+        # read's) and a copy of each one's KV cache, restored when another prompt replaced it
+        self._beginnings: list[tuple[list[int], bytes | None]] = []
         # the last generation's figures: prompt tokens, those read from the KV cache, seconds to
         # the first token (prefill), tokens generated and seconds after the first (decode)
         self.last: dict[str, object] = {}
@@ -199,16 +199,26 @@ class LlamaCppGenerator:
 
     def warm(self, messages: list[Message]) -> None:
         """Read `messages` (a prompt's fixed beginning: rules, worked examples) into the KV cache
-        now, so the first question reads only what follows them."""
+        now, and keep a copy of it: a prompt starting with them reads only what follows, even
+        after other prompts replaced the cache. Several beginnings can be warmed; warming one
+        again does nothing."""
         self.load()
         prompt = self._format_turns(messages=messages).prompt
         tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         with self._lock:
-            self._fixed = len(tokens)
+            if any(known == tokens for known, _ in self._beginnings):
+                return
             if self._cached(tokens) != len(tokens):
                 self._llm.reset()
                 self._llm.eval(tokens)
-            self._fixed_tokens, self._fixed_kv = list(tokens), self._kv_cache()
+            self._llm._ctx.kv_cache_seq_rm(0, len(tokens), -1)  # the beginning alone, nothing after it
+            self._llm.n_tokens = len(tokens)
+            self._beginnings.append((list(tokens), self._kv_cache()))
+
+    def _beginning(self, tokens: list[int]) -> tuple[list[int], bytes | None] | None:
+        """The longest warmed beginning that `tokens` start with, if any."""
+        found = [b for b in self._beginnings if tokens[:len(b[0])] == b[0]]
+        return max(found, key=lambda b: len(b[0]), default=None)
 
     def _kv_cache(self) -> bytes | None:
         """A copy of the KV cache as it stands (sequence 0; about 28 KB a token for the 1.5B), or
@@ -221,20 +231,19 @@ class LlamaCppGenerator:
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
         return bytes(buffer[:written]) if written else None
 
-    def _restore_fixed(self) -> None:
-        """Put the warmed beginning's KV cache back after another prompt (a translation) replaced
-        it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores). When llama.cpp
-        refuses the copy the cache is left empty, and the prompt is read from its start."""
+    def _restore(self, tokens: list[int], kv: bytes) -> None:
+        """Put a warmed beginning's KV cache back after another prompt (a translation, the other
+        beginning) replaced it, instead of reading it again (about 500 tokens: 5-6 s on 2 cores).
+        When llama.cpp refuses the copy the cache is left empty, and the prompt is read from its start."""
         import llama_cpp
 
-        kv = self._fixed_kv
         self._llm._ctx.kv_cache_seq_rm(0, 0, -1)
         buffer = (ctypes.c_uint8 * len(kv)).from_buffer_copy(kv)
         if llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, buffer, len(kv), 0) != len(kv):
             self._llm.n_tokens = 0
             return
-        self._llm.input_ids[:self._fixed] = self._fixed_tokens
-        self._llm.n_tokens = self._fixed
+        self._llm.input_ids[:len(tokens)] = tokens
+        self._llm.n_tokens = len(tokens)
 
     def _cached(self, tokens: list[int]) -> int:
         """How many of `tokens` the KV cache already holds (its longest shared prefix)."""
@@ -257,14 +266,16 @@ class LlamaCppGenerator:
             raise ModelError(f"the prompt is {len(tokens)} tokens long; the model's context is {self.context}")
         with self._lock:
             cached = self._cached(tokens)
-            if self._fixed_kv and cached < self._fixed and tokens[:self._fixed] == self._fixed_tokens:
-                self._restore_fixed()
+            beginning = self._beginning(tokens)
+            fixed = len(beginning[0]) if beginning else 0
+            if beginning and beginning[1] and cached < fixed:
+                self._restore(*beginning)
                 cached = self._cached(tokens)  # the warmed beginning copied back (or nothing, if that failed)
-            if self._fixed and cached > self._fixed:
+            if fixed and cached > fixed:
                 # Reuse the warmed beginning only: what follows is read afresh, so an answer
                 # does not depend on the question asked before (re-reading a prompt's last
                 # token alone gives logits a hair apart, enough to flip a greedy choice).
-                self._llm.n_tokens = cached = self._fixed
+                self._llm.n_tokens = cached = fixed
             started = time.perf_counter()
             first = None
             pieces: list[str] = []

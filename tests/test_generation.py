@@ -115,8 +115,9 @@ def test_the_warmed_beginning_comes_back_after_another_prompt_replaced_it(real_s
     first = "".join(generator.stream(asked, 16))
     "".join(generator.stream(translation, 16))
     restored = "".join(generator.stream(asked, 16))
-    assert generator.last["cached_tokens"] >= generator._fixed > 100
-    generator._fixed_kv = None  # without the copy, the beginning is read again
+    (beginning, kv), = generator._beginnings
+    assert generator.last["cached_tokens"] >= len(beginning) > 100
+    generator._beginnings = [(beginning, None)]  # without the copy, the beginning is read again
     "".join(generator.stream(translation, 16))
     read_again = "".join(generator.stream(asked, 16))
     assert generator.last["cached_tokens"] < 50
@@ -181,3 +182,28 @@ def test_the_fast_engine_answers_like_the_reference_engine(real_settings, tmp_pa
         assert a.abstained == b.abstained, (question, a.text, b.text)
         assert numbers(a.text) == numbers(b.text), (question, a.text, b.text)
         assert {c.n for c in a.citations} == {c.n for c in b.citations}, (question, a.text, b.text)
+
+
+@pytest.mark.slow
+def test_two_warmed_beginnings_are_each_reused_and_answer_as_if_read_afresh(real_settings):
+    """The reader's and the second read's fixed beginnings are both kept: a prompt starting with
+    either reads only what follows, after the other replaced the cache, and answers the same as
+    a prompt read from its start."""
+    from qa.reader import reader_messages, second_messages
+
+    source = [(1, "Qwen est développé par Alibaba.")]
+    asked = reader_messages("Who develops Qwen?", "en", source)
+    again = second_messages("Who develops Qwen?", "en", source)
+    cold = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    expected = ["".join(cold.stream(m, 16)) for m in (asked, again)]
+    generator = make_generator("qwen2.5-coder-0.5b", real_settings.cache_dir, threads=2).load()
+    generator.warm(asked[:-1])
+    generator.warm(again[:-1])
+    generator.warm(asked[:-1])  # known: nothing read again
+    assert len(generator._beginnings) == 2
+    replies = []
+    for messages in (asked, again, asked):
+        replies.append("".join(generator.stream(messages, 16)))
+        beginning = generator._beginning(generator.prompt_tokens(messages))[0]
+        assert generator.last["cached_tokens"] == len(beginning) > 100
+    assert replies == [*expected, expected[0]]
