@@ -112,7 +112,8 @@ class Timed:
 def run_stack(settings, questions, label: str) -> tuple[dict, list]:
     """Answer `questions` with `settings` in this process; the stack's figures and the reader's prompts."""
     from qa.generation import make_generator
-    from qa.pipeline import Pipeline
+    from qa.pipeline import QUOTE_LEAD, Pipeline
+    from qa.reader import SECOND_SYSTEM
     from qa.types import Answer, Preview
 
     generator = Timed(make_generator(settings.llm, settings.cache_dir, threads=settings.threads,
@@ -133,6 +134,7 @@ def run_stack(settings, questions, label: str) -> tuple[dict, list]:
                 first_content = time.perf_counter() - start
         calls = generator.calls
         reader = calls[0] if calls else {}  # the reader's answer; a fallback quote may translate after it
+        second = next((c for c in calls if c["messages"][0]["content"] == SECOND_SYSTEM), None)
         if calls:
             prompts.append({"messages": reader["messages"], "max_new_tokens": reader["max_new_tokens"]})
         row = {
@@ -151,6 +153,10 @@ def run_stack(settings, questions, label: str) -> tuple[dict, list]:
             "prefill_s": reader.get("prefill_s", float("nan")),
             "decode_s": reader.get("decode_s", float("nan")),
             "after_model_s": start + answer.timings["total_s"] - reader["end"] if "end" in reader else float("nan"),
+            # the second read (qa.pipeline._second_read), when the reader's answer failed and the
+            # evidence was strong: its call's seconds, and whether its answer was kept
+            "second_read_s": second["end"] - second["start"] if second and "end" in second else None,
+            "second_read_kept": bool(second) and not answer.text.startswith(tuple(QUOTE_LEAD.values())),
         }
         rows.append(row)
         print(f"{label}: {row['answer_s']:.2f} s (first content {row['first_content_s']:.2f} s, first token "
@@ -170,6 +176,8 @@ def summarize(rows: list[dict], load_s: float, rss: int) -> dict:
         "profile_median_s": {key: median([r[key] for r in counted if key in r])
                              for key in ("before_model_s", "prefill_s", "decode_s", "after_model_s")},
         "load_s": round(load_s, 2),
+        "second_reads": sum(r.get("second_read_s") is not None for r in counted),
+        "second_read_median_s": median([r["second_read_s"] for r in counted if r.get("second_read_s") is not None]),
         "questions": len(counted),
         "rows": rows,
     }
@@ -236,7 +244,7 @@ def run_peer(gguf: Path, prompts: list[dict], threads: int | None) -> dict:
 def table(stacks: dict) -> str:
     names = list(stacks)
     lines = ["| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for key in (*KEYS, "load_s"):
+    for key in (*KEYS, "load_s", "second_reads", "second_read_median_s"):
         lines.append(f"| {key} | " + " | ".join(str(stacks[n].get(key, "")) for n in names) + " |")
     for key in ("before_model_s", "prefill_s", "decode_s", "after_model_s"):  # the profile (default stacks)
         lines.append(f"| profile: {key} | " + " | ".join(

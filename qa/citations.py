@@ -239,9 +239,11 @@ class Support:
 class SupportChecker:
     """Scores how well each passage supports a claim, and where."""
 
-    def __init__(self, embed: Embed, passages: list[Passage]) -> None:
+    def __init__(self, embed: Embed, passages: list[Passage], new_words: float | None = None) -> None:
         self.embed = embed
         self.passages = {p.n: p for p in passages}
+        # the share of the words an answer adds that its passage must hold (default NEW_WORDS_FOUND)
+        self.new_words = NEW_WORDS_FOUND if new_words is None else new_words
         self._spans: dict[int, list[tuple[int, int]]] = {}
         self._vectors: dict[int, np.ndarray] = {}
         texts: list[str] = []
@@ -335,12 +337,12 @@ class SupportChecker:
         return {w for w in anchors(bare) | (first & self._names) if len(w) > 2}
 
     def new_words_found(self, sentence: str, question: str, language: Language, n: int) -> bool:
-        """Whether passage `n` holds at least NEW_WORDS_FOUND of the content words (stems) that
+        """Whether passage `n` holds at least `new_words` (NEW_WORDS_FOUND) of the content words (stems) that
         `sentence` adds to `question`; True when it adds none. A figure is found in whatever format
         the passage writes it ("4" for "quatre")."""
         new = set(tokenize(strip_markers(sentence), language)) - set(tokenize(f"{question} {_ANSWER_WORDS}", language))
         found = [w in self._stems[n] or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in new]
-        return not new or sum(found) >= NEW_WORDS_FOUND * len(new)
+        return not new or sum(found) >= self.new_words * len(new)
 
     def _sentences_holding(self, n: int, sentence: str, question: str = "") -> list[int]:
         """Indices of passage `n`'s sentences that hold every name and figure of `sentence` found

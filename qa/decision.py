@@ -54,6 +54,16 @@ def expects_figure(question: str) -> bool:
     return bool(_FIGURE_QUESTION.search(question))
 
 
+# Verbs that report what a source says: "The conclusion states that China is pushing toward
+# open-source AI" restates "According to the conclusion, what need is pushing China…?".
+REPORTING = {
+    "en": "state states stated say says said mention mentions mentioned indicate indicates indicated "
+          "note notes noted explain explains explained describe describes described",
+    "fr": "indique indiquent affirme affirment dit disent mentionne mentionnent précise précisent "
+          "explique expliquent souligne soulignent décrit décrivent note notent",
+}
+
+
 def adds_content(sentence: str, question: str, language: Language) -> bool:
     """Whether an answer sentence says something the question didn't: a content word or a number.
 
@@ -65,8 +75,11 @@ def adds_content(sentence: str, question: str, language: Language) -> bool:
     >>> adds_content("According to the sources, China is giving away free AI tools.",
     ...              "Why is China giving away free AI tools?", "en")
     False
+    >>> adds_content("The conclusion states that China is pushing toward open-source AI.",
+    ...              "According to the conclusion, what need is pushing China toward open-source AI?", "en")
+    False
     """
-    prefix = set(tokenize(ANSWER_PREFIX[language], language))
+    prefix = set(tokenize(ANSWER_PREFIX[language] + " " + REPORTING[language], language))
     asked = set(tokenize(question, language)) | prefix
     return bool(set(tokenize(sentence, language)) - asked)
 

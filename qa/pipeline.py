@@ -67,7 +67,15 @@ from qa.prompting import (
     sanitize,
     translation_messages,
 )
-from qa.reader import NOT_FOUND, doubt, finished, is_not_found, reader_messages, reading_list
+from qa.reader import (
+    NOT_FOUND,
+    doubt,
+    finished,
+    is_not_found,
+    reader_messages,
+    reading_list,
+    second_messages,
+)
 from qa.retrieval import Retriever
 from qa.settings import Settings
 from qa.stores import Store, make_store
@@ -102,6 +110,14 @@ TRANSLATION_SUPPORT = 0.6
 # two: capped at this many tokens (at most `max_new_tokens`). On the project test set, 40 instead
 # of 64 left all 14 drafts' decisions unchanged and took their answers from 2.93 to 2.73 s.
 HIDDEN_DRAFT_TOKENS = 40
+
+# The direct style's second read: before quoting strong evidence (the reader's answer failed its
+# check, or it found nothing), the model answers from that evidence alone (`Pipeline._second_read`).
+# docs/quality.md#the-second-read.
+SECOND_READ = True
+# What a second-read answer adds to the question must all be in the passage it cites (the reader's
+# answers: NEW_WORDS_FOUND, half): it read nothing else, so a word from elsewhere is invented.
+SECOND_NEW_WORDS = 0.85
 
 # Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
 # passages come back, and embedding their sentences was most of the time before the evidence.
@@ -164,6 +180,7 @@ class _Turn:
     embed_passages: Callable[[list[str]], np.ndarray]
     embed_query: Callable[[list[str]], np.ndarray]
     doubt: float | None = None  # the reader's, once it has replied (qa.reader.doubt)
+    second: str = ""  # the second read's reply, when there was one
 
 
 _Result = tuple[str, list[Citation], bool, str]  # text, citations, abstained, the model's draft
@@ -189,6 +206,7 @@ class Pipeline:
     store: Store | None = None  # where `index` was opened from; None for an index given in memory
     _retriever: Retriever | None = None
     _warm: bool = False
+    _second_warm: bool = False  # the second read's fixed beginning (`_second_read`)
     translations: TranslationMemory | None = None  # default: a file per model in the cache dir
     _sentence_vectors: dict = field(default_factory=dict)  # passage sentences' vectors (remembering)
 
@@ -328,7 +346,7 @@ class Pipeline:
             timings={"retrieval_s": retrieved - started,
                      "first_token_s": (first_piece[0] if first_piece else done) - started,
                      "total_s": done - started},
-            models=self.models(), draft=draft, doubt=turn.doubt,
+            models=self.models(), draft=draft, doubt=turn.doubt, second=turn.second,
         )
 
     def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
@@ -372,11 +390,38 @@ class Pipeline:
                 and names_everything_asked(question, [self._in_language(e, language) for e in best]) \
                 and names_the_roles_asked(question, [e.text for e in best]) \
                 and not (expects_figure(question) and figure_of_the_compared(question, [e.text for e in best])):
+            if SECOND_READ:
+                second = yield from self._second_read(turn, best, separate=held is None)
+                if second is not None:
+                    return second[0], second[1], False, draft
             parts: list[str] = []
             citations = yield from self._quote(best, language, parts, separate=held is None)
             return "".join(parts).strip(), citations, False, draft
         yield ("\n" if held is None else "") + ABSTENTION[language]
         return ABSTENTION[language], [], True, draft
+
+    def _second_read(self, turn: _Turn, best: Sequence[Evidence], separate: bool
+                     ) -> Generator_[str, None, tuple[str, list[Citation]] | None]:
+        """The model's answer from the evidence `best` alone (`qa.reader.second_messages`), checked
+        like the reader's; yielded and returned (text, citations) when a claim holds up, else None
+        and nothing shown (the evidence is then quoted)."""
+        question, language = turn.question, turn.language
+        if not self._second_warm and hasattr(self.generator, "warm"):  # its fixed beginning read once, then kept
+            self.generator.warm(second_messages("", "en", [])[:-1])
+            self._second_warm = True
+        reply = "".join(self.generator.stream(
+            second_messages(question, language, reading_list(best, read=len(best), following=0)),
+            self.settings.max_new_tokens)).strip()
+        turn.second = reply
+        if not reply or is_not_found(reply):
+            return None
+        text, citations, unsupported = self.verify(question, language, without_markup(finished(reply)),
+                                                   turn.passages, turn.embed_passages, new_words=SECOND_NEW_WORDS)
+        if unsupported:
+            return None
+        text = self._in_question_language(text, language, citations)
+        yield ("\n" if separate else "") + text
+        return text, citations
 
     def _doubt(self) -> float | None:
         """How likely the reader's last reply was to be NOT FOUND (`qa.reader.doubt`), from the
@@ -571,12 +616,14 @@ class Pipeline:
 
     def verify(self, question: str, language: Language, draft: str, passages,
                embed_passages: Callable[[list[str]], np.ndarray] | None = None,
-               ) -> tuple[str, list[Citation], bool]:
-        """Keep the draft's supported sentences with their citations; abstain when none is left."""
+               new_words: float | None = None) -> tuple[str, list[Citation], bool]:
+        """Keep the draft's supported sentences with their citations; abstain when none is left.
+        `new_words`: the share of the words a sentence adds to the question that its passage must
+        hold (`SupportChecker.new_words_found`; default NEW_WORDS_FOUND)."""
         if not draft or is_abstention(draft) or not passages:
             return ABSTENTION[language], [], True
         embed = embed_passages or (lambda texts: self.evidence_embedder.embed_batch(texts, "passage"))
-        checker = SupportChecker(embed, list(passages))
+        checker = SupportChecker(embed, list(passages), new_words=new_words)
         kept_sentences: list[str] = []
         plain: list[str] = []
         citations: dict[int, Citation] = {}

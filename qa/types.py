@@ -103,6 +103,7 @@ class Answer:
     draft: str = ""  # the model's raw output, before verification
     # how likely the reader was to reply NOT FOUND (qa.reader.doubt); None when its engine doesn't say
     doubt: float | None = None
+    second: str = ""  # the second read's raw reply (direct style: the model answering from the evidence alone)
 
     def to_json(self) -> dict:
         """The `qa ask --json` object."""
@@ -143,4 +144,5 @@ class Answer:
             "models": dict(self.models),
             "draft": self.draft,
             "doubt": None if self.doubt is None else round(self.doubt, 4),
+            "second": self.second,
         }

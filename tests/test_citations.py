@@ -266,3 +266,22 @@ def test_a_figure_is_not_given_to_what_the_sentence_compares_it_with():
 ])
 def test_a_figure_question_about_what_is_compared_is_not_answered_by_the_other_figure(question, compared):
     assert figure_of_the_compared(question, [QWEN_SENTENCE]) is compared
+
+
+RACE = "En LMP2, l’Oreca 07 no 13 de Vaillante Rebellion conserve son rang au sommet de la catégorie."
+
+
+@pytest.mark.parametrize("new_words,kept", [(None, True), (0.5, True), (0.85, False)])
+def test_the_share_of_new_words_a_passage_must_hold_is_the_checkers(new_words, kept):
+    """The second read's answers must hold nearly every word they add (qa.pipeline.SECOND_NEW_WORDS):
+    "L'Orca 07…" (a misspelt name, the only word of five the passage lacks) passes the reader's half."""
+    doc = make_document("a.txt", RACE)
+    passages = [Passage(1, chunk, 1.0, 0.5) for chunk in chunk_document(doc, 200, 0)]
+    embedder = FakeEmbedder()
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages, new_words=new_words)
+    [(_, cited, _)] = checker.verify(["L'Orca 07 no 13 de Vaillante Rebellion conserve son rang [1]."],
+                                     "Quelle auto conserve son rang au sommet en LMP2 ?", "fr")
+    assert bool(cited) is kept
+    [(_, cited, _)] = checker.verify(["L'Oreca 07 no 13 de Vaillante Rebellion conserve son rang [1]."],
+                                     "Quelle auto conserve son rang au sommet en LMP2 ?", "fr")
+    assert cited

@@ -119,7 +119,7 @@ def test_json_has_the_documented_shape(settings):
     pipeline = make(settings, " la famille Qwen compte plus de 100 000 modèles dérivés [1].")
     data = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?").to_json()
     assert set(data) == {"question", "language", "answer", "abstained", "citations", "passages",
-                         "timings", "models", "draft", "doubt"}
+                         "timings", "models", "draft", "doubt", "second"}
     assert set(data["citations"][0]) >= {"n", "chunk_id", "source", "text", "start", "end", "quote"}
     assert set(data["passages"][0]) == {"n", "chunk_id", "source", "text", "score", "page", "section"}
     assert data["models"] == {"embedder": "fake", "evidence_embedder": "fake", "llm": "fake-llm"}
@@ -514,6 +514,65 @@ def test_direct_style_quotes_strong_evidence_when_the_model_fails(settings, monk
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
     assert "250 000" not in answer.text and "100 000" in answer.text
+
+
+RESTATED = "Des modèles dérivés ont été construits sur Qwen [1]."  # the question, restated
+
+
+def test_direct_style_answers_from_the_evidence_alone_when_the_reader_restates(settings, monkeypatch):
+    """The reader restated the question; before quoting the strong evidence, the model reads that
+    evidence alone, and its answer, checked like the reader's, is the answer."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    second = "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]."
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert not answer.abstained and answer.text == second and answer.draft == RESTATED
+    assert answer.second == second  # recorded, like the reader's draft
+    assert answer.citations and "100 000" in answer.citations[0].quote
+    first, again = pipeline.generator.messages
+    assert first[0]["content"] == reader.SYSTEM and again[0]["content"] == reader.SECOND_SYSTEM
+    read = again[-1]["content"]
+    assert "100 000" in read and len(read) < len(first[-1]["content"])  # the evidence, not the reading list
+
+
+@pytest.mark.parametrize("second", ["Qwen compte 250 000 modèles [1].", "NOT FOUND", RESTATED])
+def test_direct_style_quotes_the_evidence_when_the_second_read_fails_too(settings, monkeypatch, second):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
+    assert "250 000" not in answer.text and "100 000" in answer.text
+
+
+@pytest.mark.parametrize("share,kept", [(0.5, True), (None, False)])
+def test_the_second_read_must_hold_nearly_every_word_it_adds(settings, monkeypatch, share, kept):
+    """It read nothing but the evidence: a word the cited passage lacks ("gratuits") is invented,
+    though it is one of four the answer adds (the reader's answers may add half)."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    if share is not None:
+        monkeypatch.setattr(qa.pipeline, "SECOND_NEW_WORDS", share)
+    second = "Plus de 100 000 modèles dérivés gratuits ont été construits sur Qwen [1]."
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert (answer.text == second) is kept
+    assert answer.text.startswith(QUOTE_LEAD["fr"]) is not kept
+
+
+def test_direct_style_without_the_second_read_quotes_at_once(settings, monkeypatch):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    monkeypatch.setattr(qa.pipeline, "SECOND_READ", False)
+    generator = FakeGenerator(replies=[RESTATED, "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]."])
+    answer = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator).ask(QWEN_FR)
+    assert answer.text.startswith(QUOTE_LEAD["fr"]) and len(generator.messages) == 1
+
+
+def test_direct_style_never_reads_again_for_weak_evidence(settings, model_always_drafts):
+    generator = FakeGenerator(replies=[RESTATED, "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]."])
+    answer = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator).ask(QWEN_FR)
+    assert answer.abstained and len(generator.messages) == 1  # declined, as before: nothing to quote
 
 
 @pytest.mark.parametrize("question", ["Qui est le PDG d’Alibaba ?", "Who is the CEO of Alibaba?"])
