@@ -239,11 +239,14 @@ class Support:
 class SupportChecker:
     """Scores how well each passage supports a claim, and where."""
 
-    def __init__(self, embed: Embed, passages: list[Passage], new_words: float | None = None) -> None:
+    def __init__(self, embed: Embed, passages: list[Passage], new_words: float | None = None,
+                 own_names: bool = False) -> None:
         self.embed = embed
         self.passages = {p.n: p for p in passages}
         # the share of the words an answer adds that its passage must hold (default NEW_WORDS_FOUND)
         self.new_words = NEW_WORDS_FOUND if new_words is None else new_words
+        # whether a short answer is anchored by its own names too, not only the question's (`score`)
+        self.own_names = own_names
         self._spans: dict[int, list[tuple[int, int]]] = {}
         self._vectors: dict[int, np.ndarray] = {}
         texts: list[str] = []
@@ -302,7 +305,7 @@ class SupportChecker:
         stems = set(tokenize(claim, language))
         lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
         if len(strip_markers(sentence).split()) < SHORT_CLAIM_WORDS:  # "DeepSeek [1]": the question's names too
-            found = anchors(strip_markers(claim))
+            found = anchors(strip_markers(claim)) | (self.answer_names(sentence) if self.own_names else set())
             anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
         else:
             anchored = self._anchored(sentence, n)

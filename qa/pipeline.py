@@ -118,6 +118,9 @@ SECOND_READ = True
 # What a second-read answer adds to the question must all be in the passage it cites (the reader's
 # answers: NEW_WORDS_FOUND, half): it read nothing else, so a word from elsewhere is invented.
 SECOND_NEW_WORDS = 0.85
+# A short second-read answer ("LMArena [4]") is anchored by its own names, which the sentence it
+# read holds; the reader's short answers only by the question's ("DeepSeek [1]" for "Which Chinese
+# universities…?" named a company the passage holds, docs/quality.md#figures-in-words-and-whom-a-pronoun-speaks-of).
 
 # Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
 # passages come back, and embedding their sentences was most of the time before the evidence.
@@ -416,7 +419,8 @@ class Pipeline:
         if not reply or is_not_found(reply):
             return None
         text, citations, unsupported = self.verify(question, language, without_markup(finished(reply)),
-                                                   turn.passages, turn.embed_passages, new_words=SECOND_NEW_WORDS)
+                                                   turn.passages, turn.embed_passages, new_words=SECOND_NEW_WORDS,
+                                                   own_names=True)
         if unsupported:
             return None
         text = self._in_question_language(text, language, citations)
@@ -616,14 +620,15 @@ class Pipeline:
 
     def verify(self, question: str, language: Language, draft: str, passages,
                embed_passages: Callable[[list[str]], np.ndarray] | None = None,
-               new_words: float | None = None) -> tuple[str, list[Citation], bool]:
+               new_words: float | None = None, own_names: bool = False) -> tuple[str, list[Citation], bool]:
         """Keep the draft's supported sentences with their citations; abstain when none is left.
         `new_words`: the share of the words a sentence adds to the question that its passage must
-        hold (`SupportChecker.new_words_found`; default NEW_WORDS_FOUND)."""
+        hold (`SupportChecker.new_words_found`; default NEW_WORDS_FOUND). `own_names`: a short
+        answer is anchored by its own names too (`SupportChecker`)."""
         if not draft or is_abstention(draft) or not passages:
             return ABSTENTION[language], [], True
         embed = embed_passages or (lambda texts: self.evidence_embedder.embed_batch(texts, "passage"))
-        checker = SupportChecker(embed, list(passages), new_words=new_words)
+        checker = SupportChecker(embed, list(passages), new_words=new_words, own_names=own_names)
         kept_sentences: list[str] = []
         plain: list[str] = []
         citations: dict[int, Citation] = {}

@@ -285,3 +285,17 @@ def test_the_share_of_new_words_a_passage_must_hold_is_the_checkers(new_words, k
     [(_, cited, _)] = checker.verify(["L'Oreca 07 no 13 de Vaillante Rebellion conserve son rang [1]."],
                                      "Quelle auto conserve son rang au sommet en LMP2 ?", "fr")
     assert cited
+
+
+@pytest.mark.parametrize("own_names,kept", [(False, False), (True, True)])
+def test_a_short_answer_can_be_anchored_by_its_own_name(own_names, kept):
+    """"LMArena [1]" over a French sentence shares no word with its English question: the reader's
+    short answers are anchored by the question's names only (whose "DeepSeek [1]" would answer
+    anything about DeepSeek), the second read's by their own too (qa.pipeline._second_read)."""
+    text = ("Les classements de plateformes comme LMArena montrent que les modèles chinois atteignent "
+            "les premières positions.")
+    passages = [Passage(1, chunk_document(make_document("a.txt", text), 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder(synonyms={"platform": "plateformes", "models": "modeles", "positions": "positions"})
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages, own_names=own_names)
+    [(_, cited, _)] = checker.verify(["LMArena [1]."], "On which platform do models reach the top positions?", "en")
+    assert bool(cited) is kept
