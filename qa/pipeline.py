@@ -406,8 +406,8 @@ class Pipeline:
     def _second_read(self, turn: _Turn, best: Sequence[Evidence], separate: bool
                      ) -> Generator_[str, None, tuple[str, list[Citation]] | None]:
         """The model's answer from the evidence `best` alone (`qa.reader.second_messages`), checked
-        like the reader's; yielded and returned (text, citations) when a claim holds up, else None
-        and nothing shown (the evidence is then quoted)."""
+        like the reader's; yielded and returned (text, citations) when every claim holds up, else
+        None and nothing shown (the evidence is then quoted)."""
         question, language = turn.question, turn.language
         if not self._second_warm and hasattr(self.generator, "warm"):  # its fixed beginning read once, then kept
             self.generator.warm(second_messages("", "en", [])[:-1])
@@ -418,11 +418,11 @@ class Pipeline:
         turn.second = reply
         if not reply or is_not_found(reply):
             return None
-        text, citations, unsupported = self.verify(question, language, without_markup(finished(reply)),
-                                                   turn.passages, turn.embed_passages, new_words=SECOND_NEW_WORDS,
-                                                   own_names=True)
-        if unsupported:
-            return None
+        reply = without_markup(finished(reply))
+        text, citations, unsupported = self.verify(question, language, reply, turn.passages, turn.embed_passages,
+                                                   new_words=SECOND_NEW_WORDS, own_names=True)
+        if unsupported or len(answer_sentences(text, language)) < len(answer_sentences(reply, language)):
+            return None  # all of it holds up, or the quote: a half kept would answer half the question
         text = self._in_question_language(text, language, citations)
         yield ("\n" if separate else "") + text
         return text, citations

@@ -536,7 +536,11 @@ def test_direct_style_answers_from_the_evidence_alone_when_the_reader_restates(s
     assert "100 000" in read and len(read) < len(first[-1]["content"])  # the evidence, not the reading list
 
 
-@pytest.mark.parametrize("second", ["Qwen compte 250 000 modèles [1].", "NOT FOUND", RESTATED])
+@pytest.mark.parametrize("second", [
+    "Qwen compte 250 000 modèles [1].", "NOT FOUND", RESTATED,
+    # one sentence holds up, the other restates: half an answer, where the quote is whole
+    f"{RESTATED} Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].",
+])
 def test_direct_style_quotes_the_evidence_when_the_second_read_fails_too(settings, monkeypatch, second):
     monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
     pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
