@@ -115,12 +115,13 @@ HIDDEN_DRAFT_TOKENS = 40
 # check, or it found nothing), the model answers from that evidence alone (`Pipeline._second_read`).
 # docs/quality.md#the-second-read.
 SECOND_READ = True
-# What a second-read answer adds to the question must all be in the passage it cites (the reader's
-# answers: NEW_WORDS_FOUND, half): it read nothing else, so a word from elsewhere is invented.
+# Nearly every word a second-read answer adds to the question must be in the passage it cites (the
+# reader's answers: NEW_WORDS_FOUND, half): it read nothing else, so a word from elsewhere is
+# invented. 1.0 refused « Pour répondre… » where the passage says « réponse ». A short second-read
+# answer ("LMArena [4]") is also anchored by its own names (`own_names`), which the sentence it read
+# holds; the reader's short answers only by the question's, since its "DeepSeek [1]" for "Which
+# Chinese universities…?" named a company its passage holds.
 SECOND_NEW_WORDS = 0.85
-# A short second-read answer ("LMArena [4]") is anchored by its own names, which the sentence it
-# read holds; the reader's short answers only by the question's ("DeepSeek [1]" for "Which Chinese
-# universities…?" named a company the passage holds, docs/quality.md#figures-in-words-and-whom-a-pronoun-speaks-of).
 
 # Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
 # passages come back, and embedding their sentences was most of the time before the evidence.
@@ -418,7 +419,8 @@ class Pipeline:
         turn.second = reply
         if not reply or is_not_found(reply):
             return None
-        reply = without_markup(finished(reply))
+        generated = getattr(self.generator, "last", {}).get("new_tokens", 0)
+        reply = without_markup(finished(reply) if generated >= self.settings.max_new_tokens else reply)
         text, citations, unsupported = self.verify(question, language, reply, turn.passages, turn.embed_passages,
                                                    new_words=SECOND_NEW_WORDS, own_names=True)
         if unsupported or len(answer_sentences(text, language)) < len(answer_sentences(reply, language)):

@@ -565,6 +565,16 @@ def test_the_second_read_must_hold_nearly_every_word_it_adds(settings, monkeypat
     assert answer.text.startswith(QUOTE_LEAD["fr"]) is not kept
 
 
+def test_a_second_read_that_was_not_cut_keeps_its_last_word(settings, monkeypatch):
+    """Only a reply that used its whole token budget ends at its last whole word with "…"."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    second = "Plus de 100 000 modèles dérivés ont été construits sur Qwen"
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert answer.text.startswith(second) and "…" not in answer.text
+
+
 def test_direct_style_without_the_second_read_quotes_at_once(settings, monkeypatch):
     monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
     monkeypatch.setattr(qa.pipeline, "SECOND_READ", False)
