@@ -292,14 +292,13 @@ def main() -> int:
             qa.pipeline.SECOND_READ = False
             stacks["no second read"], _ = run_stack(settings, SECOND_READ_QUESTIONS, "no second read")
             qa.pipeline.SECOND_READ = True
-            args.quick = True  # nothing else
         else:
             stacks["default"], prompts = run_stack(settings, questions, "default")
         gguf = prepare_gguf(settings.cache_dir, PACKAGED[settings.llm], progress=False) \
             if settings.llm in PACKAGED else None
         if gguf is not None and not args.second_read:
             stacks["peer"] = run_peer(gguf, prompts, threads=None)
-        if not args.quick:
+        if not args.quick and not args.second_read:
             if gguf is not None:
                 stacks["peer, 2 threads"] = run_peer(gguf, prompts, threads=os.cpu_count())
             for model in PACKAGED:

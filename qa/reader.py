@@ -202,9 +202,17 @@ def _user(question: str, language: Language, reading: Sequence[tuple[int, str]])
 def reader_messages(question: str, language: Language, reading: Sequence[tuple[int, str]]) -> list[dict[str, str]]:
     """The reader's prompt: the fixed rules and worked examples first (their KV cache is reused
     between questions), then the sources, sanitised of control tokens, then the question."""
-    messages = [{"role": "system", "content": SYSTEM}]
-    for example_question, example_language, example_answer in EXAMPLES:
-        messages.append({"role": "user", "content": _user(example_question, example_language, EXAMPLE_SOURCES)})
+    examples = [(q, lang, EXAMPLE_SOURCES, answer) for q, lang, answer in EXAMPLES]
+    return _conversation(SYSTEM, examples, question, language, reading)
+
+
+def _conversation(system: str, examples, question: str, language: Language,
+                  reading: Sequence[tuple[int, str]]) -> list[dict[str, str]]:
+    """`system`, then each worked example (question, language, sources, answer) as a user turn and
+    the answer, then the question over `reading`: fixed text first, for the KV cache."""
+    messages = [{"role": "system", "content": system}]
+    for example_question, example_language, sources, example_answer in examples:
+        messages.append({"role": "user", "content": _user(example_question, example_language, sources)})
         messages.append({"role": "assistant", "content": example_answer})
     messages.append({"role": "user", "content": _user(question, language, reading)})
     return messages
@@ -213,12 +221,8 @@ def reader_messages(question: str, language: Language, reading: Sequence[tuple[i
 def second_messages(question: str, language: Language, reading: Sequence[tuple[int, str]]) -> list[dict[str, str]]:
     """The second read's prompt (`SECOND_SYSTEM`): its rules and worked examples, then the one or
     two evidence sentences the answer would otherwise quote, then the question."""
-    messages = [{"role": "system", "content": SECOND_SYSTEM}]
-    for example_question, example_language, sources, example_answer in SECOND_EXAMPLES:
-        messages.append({"role": "user", "content": _user(example_question, example_language, sources)})
-        messages.append({"role": "assistant", "content": example_answer})
-    messages.append({"role": "user", "content": _user(question, language, reading)})
-    return messages
+    return _conversation(SECOND_SYSTEM, SECOND_EXAMPLES, question, language, reading)
+
 
 def is_not_found(reply: str) -> bool:
     """Whether the reader says the sources don't give the answer.
