@@ -63,6 +63,7 @@ from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
     build_messages,
+    localize_numbers,
     question_messages,
     sanitize,
     translation_messages,
@@ -413,9 +414,10 @@ class Pipeline:
         if not self._second_warm and hasattr(self.generator, "warm"):  # its fixed beginning read once, then kept
             self.generator.warm(second_messages("", "en", [])[:-1])
             self._second_warm = True
-        reply = "".join(self.generator.stream(
-            second_messages(question, language, reading_list(best, read=len(best), following=0)),
-            self.settings.max_new_tokens)).strip()
+        # figures as the answer's language writes them: read in French, "100 000" came out "100, 000"
+        reading = [(n, localize_numbers(text, language)) for n, text in reading_list(best, read=len(best), following=0)]
+        reply = "".join(self.generator.stream(second_messages(question, language, reading),
+                                              self.settings.max_new_tokens)).strip()
         turn.second = reply
         if not reply or is_not_found(reply):
             return None

@@ -171,6 +171,8 @@ def anchor_spans(text: str) -> list[tuple[int, int]]:
 
 
 _NUMBER = re.compile(r"\d+(?:[\s\u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+# "100, 000": a figure whose groups a model copied apart ("100 000" read as "100," and "000").
+_SPLIT_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:, \d{3})+(?![\d.,]?\d)")
 # A number with a multiplier word or suffix: "100k", "100 thousand", "1,5 million", "2 milliards".
 _SCALED = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(k|thousand|mille|millions?|milliards?|billions?|bn)(?!\w)",
                      re.IGNORECASE)
@@ -247,6 +249,8 @@ def numbers(text: str) -> set[str]:
     ['100000', '1500000', '2000000000']
     >>> sorted(numbers("quatre représentants, four representatives, 4 sièges"))
     ['4']
+    >>> sorted(numbers("More than 100, 000 derivative models; in 2024, 100 of them"), key=int)
+    ['100', '2024', '100000']
     """
     found = set()
 
@@ -254,7 +258,7 @@ def numbers(text: str) -> set[str]:
         found.add(str(round(float(match.group(1).replace(",", ".")) * _SCALE[match.group(2).lower()])))
         return " "
 
-    rest = _SCALED.sub(scaled, text)
+    rest = _SPLIT_GROUPS.sub(lambda m: m.group(0).replace(", ", ""), _SCALED.sub(scaled, text))
     for match in _NUMBER.finditer(rest):
         found.add(re.sub(r"[\s\u00a0\u202f.,]", "", match.group(0)))
     return found | number_words(rest)

@@ -536,6 +536,20 @@ def test_direct_style_answers_from_the_evidence_alone_when_the_reader_restates(s
     assert "100 000" in read and len(read) < len(first[-1]["content"])  # the evidence, not the reading list
 
 
+def test_the_second_read_reads_figures_as_the_answers_language_writes_them(settings, monkeypatch):
+    """Read in French, "100 000" came out of an English answer as "100, 000": the second read
+    is given the figure as English writes it (the reader's prompt is left as it was)."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    second = "More than 100,000 derived models have been built on Qwen [1]."
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=["Derived models have been built on Qwen [1]."], reply=second))
+    answer = pipeline.ask(QWEN_EN)  # the evidence's translation is asked for first
+    first = pipeline.generator.messages[0]
+    [again] = [m for m in pipeline.generator.messages if m[0]["content"] == reader.SECOND_SYSTEM]
+    assert answer.second == second and "100,000" in again[-1]["content"] and "100 000" not in again[-1]["content"]
+    assert "100 000" in first[-1]["content"]
+
+
 @pytest.mark.parametrize("second", [
     "Qwen compte 250 000 modèles [1].", "NOT FOUND", RESTATED,
     # one sentence holds up, the other restates: half an answer, where the quote is whole
