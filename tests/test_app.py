@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -349,7 +350,9 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "old doc": (old_doc, "old.docx is not a .docx file"),
         "exe": (exe, "tool.exe: unsupported file type '.exe'"),
         "empty": (empty, "empty.txt is empty"),
-        "scanned pdf": (blank_pdf, "scan.pdf has no text to index"),
+        # a blank page: read by OCR to nothing, or refused for the OCR a fresh machine lacks
+        "scanned pdf": (blank_pdf, "scan.pdf has no text to index" if shutil.which("tesseract")
+                        else "scan.pdf is a scanned PDF (no text layer) and OCR is not installed"),
         "too big": (huge, "huge.txt is 10.5 MB; the limit is 10 MB per file"),
     }
 
