@@ -63,7 +63,6 @@ from qa.library import EMPTY, open_library
 from qa.prompting import (
     ANSWER_PREFIX,
     build_messages,
-    localize_numbers,
     question_messages,
     sanitize,
     translation_messages,
@@ -385,8 +384,7 @@ class Pipeline:
             yield ABSTENTION[language]
             return ABSTENTION[language], [], True, draft
         if not declined:
-            generated = getattr(self.generator, "last", {}).get("new_tokens", len(pieces))
-            reply = finished(draft) if generated >= self.settings.max_new_tokens else draft
+            reply = self._ended(draft, streamed=len(pieces))
             text, citations, unsupported = self.verify(question, language, without_markup(reply), turn.passages,
                                                          turn.embed_passages)
             if not unsupported:
@@ -414,15 +412,13 @@ class Pipeline:
         if not self._second_warm and hasattr(self.generator, "warm"):  # its fixed beginning read once, then kept
             self.generator.warm(second_messages("", "en", [])[:-1])
             self._second_warm = True
-        # figures as the answer's language writes them: read in French, "100 000" came out "100, 000"
-        reading = [(n, localize_numbers(text, language)) for n, text in reading_list(best, read=len(best), following=0)]
-        reply = "".join(self.generator.stream(second_messages(question, language, reading),
-                                              self.settings.max_new_tokens)).strip()
+        reply = "".join(self.generator.stream(
+            second_messages(question, language, reading_list(best, read=len(best), following=0)),
+            self.settings.max_new_tokens)).strip()
         turn.second = reply
         if not reply or is_not_found(reply):
             return None
-        generated = getattr(self.generator, "last", {}).get("new_tokens", 0)
-        reply = without_markup(finished(reply) if generated >= self.settings.max_new_tokens else reply)
+        reply = without_markup(self._ended(reply, streamed=0))
         text, citations, unsupported = self.verify(question, language, reply, turn.passages, turn.embed_passages,
                                                    new_words=SECOND_NEW_WORDS, own_names=True)
         if unsupported or len(answer_sentences(text, language)) < len(answer_sentences(reply, language)):
@@ -430,6 +426,12 @@ class Pipeline:
         text = self._in_question_language(text, language, citations)
         yield ("\n" if separate else "") + text
         return text, citations
+
+    def _ended(self, reply: str, streamed: int) -> str:
+        """The model's last `reply`, its cut sentence ended with "…" (`finished`) only when it used
+        the whole token budget: the new tokens its engine reports, else the `streamed` pieces."""
+        generated = getattr(self.generator, "last", {}).get("new_tokens", streamed)
+        return finished(reply) if generated >= self.settings.max_new_tokens else reply
 
     def _doubt(self) -> float | None:
         """How likely the reader's last reply was to be NOT FOUND (`qa.reader.doubt`), from the

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from qa.evidence import Evidence
-from qa.prompting import sanitize
+from qa.prompting import localize_numbers, sanitize
 from qa.text import sentence_spans
 from qa.types import Language
 
@@ -220,7 +220,14 @@ def _conversation(system: str, examples, question: str, language: Language,
 
 def second_messages(question: str, language: Language, reading: Sequence[tuple[int, str]]) -> list[dict[str, str]]:
     """The second read's prompt (`SECOND_SYSTEM`): its rules and worked examples, then the one or
-    two evidence sentences the answer would otherwise quote, then the question."""
+    two evidence sentences the answer would otherwise quote, with figures as `language` writes
+    them (read in French, "100 000" came out of an English answer as "100, 000"), then the question.
+
+    >>> read = second_messages("How many models?", "en", [(1, "Plus de 100 000 modèles.")])[-1]["content"]
+    >>> "[1] Plus de 100,000 modèles." in read
+    True
+    """
+    reading = [(n, localize_numbers(text, language)) for n, text in reading]
     return _conversation(SECOND_SYSTEM, SECOND_EXAMPLES, question, language, reading)
 
 
