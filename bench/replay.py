@@ -72,7 +72,9 @@ class ReplayGenerator:
                 self.last["first_choices"] = [(NOT_FOUND, self.doubt)]
             yield self.draft
             return
-        yield from self.real().stream(messages, max_new_tokens, prefix=prefix)
+        real = self.real()
+        yield from real.stream(messages, max_new_tokens, prefix=prefix)
+        self.last = getattr(real, "last", {})  # the second read's tokens and first choices, not the draft's
 
 
 class Replay:

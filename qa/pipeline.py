@@ -122,6 +122,10 @@ SECOND_READ = True
 # holds; the reader's short answers only by the question's, since its "DeepSeek [1]" for "Which
 # Chinese universities…?" named a company its passage holds.
 SECOND_NEW_WORDS = 0.85
+# When the second read, given only the sentences that would be quoted, answers NOT FOUND, the
+# answer is declined instead of quoting them: the model has read exactly what the quote would
+# assert and found no answer there. docs/quality.md#the-second-reads-not-found.
+SECOND_NOT_FOUND_DECLINES = True
 
 # Sentence vectors kept between questions (about 1.5 KB each with 384 dimensions): the same
 # passages come back, and embedding their sentences was most of the time before the evidence.
@@ -185,6 +189,7 @@ class _Turn:
     embed_query: Callable[[list[str]], np.ndarray]
     doubt: float | None = None  # the reader's, once it has replied (qa.reader.doubt)
     second: str = ""  # the second read's reply, when there was one
+    second_doubt: float | None = None  # its doubt, as the reader's
 
 
 _Result = tuple[str, list[Citation], bool, str]  # text, citations, abstained, the model's draft
@@ -351,6 +356,7 @@ class Pipeline:
                      "first_token_s": (first_piece[0] if first_piece else done) - started,
                      "total_s": done - started},
             models=self.models(), draft=draft, doubt=turn.doubt, second=turn.second,
+            second_doubt=turn.second_doubt,
         )
 
     def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
@@ -397,6 +403,9 @@ class Pipeline:
                 second = yield from self._second_read(turn, best, separate=held is None)
                 if second is not None:
                     return second[0], second[1], False, draft
+                if SECOND_NOT_FOUND_DECLINES and is_not_found(turn.second):
+                    yield ("\n" if held is None else "") + ABSTENTION[language]
+                    return ABSTENTION[language], [], True, draft
             parts: list[str] = []
             citations = yield from self._quote(best, language, parts, separate=held is None)
             return "".join(parts).strip(), citations, False, draft
@@ -415,7 +424,7 @@ class Pipeline:
         reply = "".join(self.generator.stream(
             second_messages(question, language, reading_list(best, read=len(best), following=0)),
             self.settings.max_new_tokens)).strip()
-        turn.second = reply
+        turn.second, turn.second_doubt = reply, self._doubt()
         if not reply or is_not_found(reply):
             return None
         reply = without_markup(self._ended(reply, streamed=0))

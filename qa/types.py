@@ -104,6 +104,7 @@ class Answer:
     # how likely the reader was to reply NOT FOUND (qa.reader.doubt); None when its engine doesn't say
     doubt: float | None = None
     second: str = ""  # the second read's raw reply (direct style: the model answering from the evidence alone)
+    second_doubt: float | None = None  # how likely the second read was to reply NOT FOUND
 
     def to_json(self) -> dict:
         """The `qa ask --json` object."""
@@ -145,4 +146,5 @@ class Answer:
             "draft": self.draft,
             "doubt": None if self.doubt is None else round(self.doubt, 4),
             "second": self.second,
+            "second_doubt": None if self.second_doubt is None else round(self.second_doubt, 4),
         }

@@ -119,7 +119,7 @@ def test_json_has_the_documented_shape(settings):
     pipeline = make(settings, " la famille Qwen compte plus de 100 000 modèles dérivés [1].")
     data = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?").to_json()
     assert set(data) == {"question", "language", "answer", "abstained", "citations", "passages",
-                         "timings", "models", "draft", "doubt", "second"}
+                         "timings", "models", "draft", "doubt", "second", "second_doubt"}
     assert set(data["citations"][0]) >= {"n", "chunk_id", "source", "text", "start", "end", "quote"}
     assert set(data["passages"][0]) == {"n", "chunk_id", "source", "text", "score", "page", "section"}
     assert data["models"] == {"embedder": "fake", "evidence_embedder": "fake", "llm": "fake-llm"}
@@ -510,7 +510,8 @@ def test_direct_style_drops_a_swapped_attribution(settings):
 @pytest.mark.parametrize("reply", ["Qwen compte 250 000 modèles [1].", "NOT FOUND"])
 def test_direct_style_quotes_strong_evidence_when_the_model_fails(settings, monkeypatch, reply):
     monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
-    pipeline = make(settings, reply, style="direct")
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[reply, RESTATED]))  # the second read restates
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
     assert "250 000" not in answer.text and "100 000" in answer.text
@@ -551,7 +552,7 @@ def test_the_second_read_reads_figures_as_the_answers_language_writes_them(setti
 
 
 @pytest.mark.parametrize("second", [
-    "Qwen compte 250 000 modèles [1].", "NOT FOUND", RESTATED,
+    "Qwen compte 250 000 modèles [1].", RESTATED,
     # one sentence holds up, the other restates: half an answer, where the quote is whole
     f"{RESTATED} Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].",
 ])
@@ -562,6 +563,38 @@ def test_direct_style_quotes_the_evidence_when_the_second_read_fails_too(setting
     answer = pipeline.ask(QWEN_FR)
     assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"])
     assert "250 000" not in answer.text and "100 000" in answer.text
+
+
+@pytest.mark.parametrize("first", ["NOT FOUND", RESTATED])
+def test_direct_style_declines_when_the_second_read_finds_nothing_either(settings, monkeypatch, first):
+    """Given only the sentences it would quote, the model finds no answer there: quoting them
+    would assert what it read and rejected, so the answer is declined."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[first, "NOT FOUND"], first_choices=[("NOT", 0.3)]))
+    events = list(pipeline.stream(QWEN_FR))
+    pieces, answer = [e for e in events if isinstance(e, str)], events[-1]
+    assert answer.abstained and answer.text == ABSTENTION["fr"] and not answer.citations
+    assert pieces[-1].strip() == ABSTENTION["fr"] and QUOTE_LEAD["fr"] not in "".join(pieces)
+
+
+def test_the_second_reads_not_found_quotes_when_its_rule_is_off(settings, monkeypatch):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    monkeypatch.setattr(qa.pipeline, "SECOND_NOT_FOUND_DECLINES", False)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, "NOT FOUND"]))
+    answer = pipeline.ask(QWEN_FR)
+    assert not answer.abstained and answer.text.startswith(QUOTE_LEAD["fr"]) and answer.second == "NOT FOUND"
+
+
+def test_the_second_reads_doubt_is_recorded(settings, monkeypatch):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[RESTATED, "NOT FOUND"],
+                                                first_choices=[("NOT", 0.3), ("Plus", 0.7)]))
+    answer = pipeline.ask(QWEN_FR)
+    assert answer.abstained and answer.second_doubt == pytest.approx(0.3)
+    assert answer.to_json()["second_doubt"] == 0.3
 
 
 @pytest.mark.parametrize("share,kept", [(0.5, True), (None, False)])
@@ -839,7 +872,7 @@ def test_direct_style_keeps_an_answer_the_model_was_sure_of(settings):
 @pytest.mark.parametrize("choices,final", [([("NOT", 0.99)], True), ([("NOT", 0.45), ("Plus", 0.4)], False)])
 def test_direct_style_a_sure_not_found_stands_over_strong_evidence(settings, monkeypatch, choices, final):
     monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
-    generator = FakeGenerator("NOT FOUND", first_choices=choices)
+    generator = FakeGenerator(replies=["NOT FOUND", RESTATED], first_choices=choices)  # the second read restates
     pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
     answer = pipeline.ask("Combien de modèles dérivés ont été construits sur Qwen ?")
     assert answer.abstained is final
