@@ -64,6 +64,33 @@ REPORTING = {
 }
 
 
+# French asks by putting the subject pronoun after its verb ("risquent-ils", "s'est-elle",
+# "a-t-il"); an answer sentence worded so restates the question, whatever it adds.
+_INVERTED = re.compile(r"\b\w+-(?:t-)?(?:il|elle|ils|elles|on)\b", re.IGNORECASE)
+
+
+def worded_as_question(sentence: str, language: Language) -> bool:
+    """Whether an answer sentence is worded as a question: it ends with "?", or, in French, inverts
+    its subject as a question does. The reader copies the question this way, and what the copy
+    adds may not answer it: « La Chine s'est-elle tournée vers l'IA open source pour attirer
+    talents et marché [2] » for « Pourquoi la Chine s'est-elle tournée vers l'IA open source ? ».
+    Such an answer, though checked, gives way to the second read's (`Pipeline._direct`).
+
+    >>> worded_as_question("Les modèles d'IA open source risquent-ils d'être détournés [1].", "fr")
+    True
+    >>> worded_as_question("Le plan a-t-il été publié en juillet 2025 ?", "fr"), worded_as_question("Is it open?", "en")
+    (True, True)
+    >>> worded_as_question("Plus de 100 000 modèles dérivés ont été construits sur Qwen [1].", "fr")
+    False
+    >>> worded_as_question("Saint-Simon et Jean-Louis l'ont peut-être écrit, c'est-à-dire Hunyuan [2].", "fr")
+    False
+    >>> worded_as_question("A hands-on course and an add-on module [1].", "en")  # English compounds
+    False
+    """
+    bare = re.sub(r"\[[^\]]*\]", "", sentence).strip()
+    return bare.endswith("?") or language == "fr" and bool(_INVERTED.search(bare))
+
+
 def adds_content(sentence: str, question: str, language: Language) -> bool:
     """Whether an answer sentence says something the question didn't: a content word or a number.
 

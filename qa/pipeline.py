@@ -36,6 +36,7 @@ from qa.decision import (
     names_everything_asked,
     strong,
     sure_not_found,
+    worded_as_question,
 )
 from qa.embedding import Embedder, make_embedder, same_embedder
 from qa.errors import (
@@ -394,6 +395,11 @@ class Pipeline:
             text, citations, unsupported = self.verify(question, language, without_markup(reply), turn.passages,
                                                          turn.embed_passages)
             if not unsupported:
+                if SECOND_READ and any(worded_as_question(s, language) for s in answer_sentences(text, language)):
+                    # the question copied ("La Chine s'est-elle tournée… pour…"): the evidence read alone first
+                    second = yield from self._second_read(turn, best, separate=held is None)
+                    if second is not None:
+                        return second[0], second[1], False, draft
                 return self._in_question_language(text, language, citations), citations, False, draft
         if answerable(question, unsupported, best, declined=declined, confident=confident) \
                 and names_everything_asked(question, [self._in_language(e, language) for e in best]) \
@@ -656,7 +662,7 @@ class Pipeline:
             if in_neither_language(sentence):  # asked for by a document, not by the reader
                 log.info("dropped a sentence in neither French nor English: %r", sentence)
                 continue
-            if not adds_content(sentence, question, language):
+            if not adds_content(sentence, question, language) :
                 log.info("dropped sentence that only restates the question: %r", sentence)
                 continue
             plain.append(sentence)

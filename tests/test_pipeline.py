@@ -565,6 +565,33 @@ def test_direct_style_quotes_the_evidence_when_the_second_read_fails_too(setting
     assert "250 000" not in answer.text and "100 000" in answer.text
 
 
+INVERTED = "Des modèles dérivés ont-ils été construits sur Qwen, plus de 100 000 [1]."  # checked, but a question
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_an_answer_worded_as_the_question_gives_way_to_the_second_read(settings, monkeypatch, rule):
+    """« …ont-ils été construits… » copies the question's inversion: the evidence is read alone
+    first, and that answer, when it holds up, replaces the reader's."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    if not rule:
+        monkeypatch.setattr(qa.pipeline, "worded_as_question", lambda sentence, language: False)
+    second = "Plus de 100 000 modèles dérivés ont été construits sur Qwen [1]."
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[INVERTED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert (answer.text == second) is rule and (answer.second == second) is rule
+    assert rule or answer.text == INVERTED
+
+
+@pytest.mark.parametrize("second", ["NOT FOUND", RESTATED])
+def test_an_answer_worded_as_the_question_stays_when_the_second_read_fails(settings, monkeypatch, second):
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(),
+                        generator=FakeGenerator(replies=[INVERTED, second]))
+    answer = pipeline.ask(QWEN_FR)
+    assert not answer.abstained and answer.text == INVERTED and answer.second == second
+
+
 @pytest.mark.parametrize("first", ["NOT FOUND", RESTATED])
 def test_direct_style_declines_when_the_second_read_finds_nothing_either(settings, monkeypatch, first):
     """Given only the sentences it would quote, the model finds no answer there: quoting them
