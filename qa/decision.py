@@ -65,7 +65,7 @@ REPORTING = {
 
 
 # French asks by putting the subject pronoun after its verb ("risquent-ils", "s'est-elle",
-# "a-t-il"); an answer sentence worded so restates the question, whatever it adds.
+# "a-t-il"); an answer sentence worded so copies the question (`worded_as_question`).
 _INVERTED = re.compile(r"\b\w+-(?:t-)?(?:il|elle|ils|elles|on)\b", re.IGNORECASE)
 
 

@@ -363,8 +363,11 @@ class Pipeline:
     def _direct(self, turn: _Turn, ranked: list[Evidence]) -> Generator_[str | Preview, None, _Result]:
         """The direct style: show the best evidence, let the model answer from the evidence
         sentences (`qa.reader`) and keep the claims its check supports. When no claim holds up,
-        or the model finds nothing, the extractive style's decision takes over: the evidence is
-        quoted when it is strong (and, for a figure question, holds a figure), else declined."""
+        or the model finds nothing, the extractive style's decision takes over: when the evidence
+        is strong (and, for a figure question, holds a figure) the model reads it alone
+        (`_second_read`), whose checked answer is taken, whose NOT FOUND declines, and else the
+        evidence is quoted; weak evidence is declined. An answer worded as the question gives way
+        to the second read's, when that holds up."""
         question, language = turn.question, turn.language
         best = select(ranked)
         confident = strong(best)
@@ -662,7 +665,7 @@ class Pipeline:
             if in_neither_language(sentence):  # asked for by a document, not by the reader
                 log.info("dropped a sentence in neither French nor English: %r", sentence)
                 continue
-            if not adds_content(sentence, question, language) :
+            if not adds_content(sentence, question, language):
                 log.info("dropped sentence that only restates the question: %r", sentence)
                 continue
             plain.append(sentence)
