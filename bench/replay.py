@@ -77,6 +77,21 @@ class ReplayGenerator:
         self.last = getattr(real, "last", {})  # the second read's tokens and first choices, not the draft's
 
 
+def judging(report: dict, chunks=None, testset: Path = TESTSET):
+    """(judge a row, failure reason of a judged row, summary of judged rows, metric keys) for a
+    report's rows, as `qa eval` judged them: a SQuAD-format set's by its questions, the test set's
+    by its items, whose evidence is found in the index's `chunks`."""
+    if report["config"].get("kind") == "squad":
+        questions = {q.id: q for q in read_squad(ROOT / report["config"]["testset"]).questions}
+        return (lambda row: score_row(row, questions[row["id"]]), squad_failure, squad_summary,
+                ("answer_contains_gold", "f1", "abstention_recall", "false_abstention", "language_match",
+                 "own_words"))
+    items = {i.id: i for i in load_testset(testset, document_texts(chunks))}
+    return (lambda row: judge(row, items[row["id"]]), failure_reason, summarize,
+            ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
+             "false_abstention", "language_match", "own_words"))
+
+
 class Replay:
     """A recorded report's rows, asked again of the current code with their recorded drafts."""
 
@@ -92,19 +107,10 @@ class Replay:
         index = load_index(Path(report["config"]["corpus"]["index_dir"])) if self.squad else None
         self.pipeline = Pipeline(settings=self.settings, generator=self.generator, index=index,
                                  translations=TranslationMemory(None) if unprepared else None)
-        if self.squad:  # a SQuAD-format set's report: its questions, judged as `qa eval` judged them
-            questions = {q.id: q for q in read_squad(ROOT / report["config"]["testset"]).questions}
-            self.judged = lambda row: score_row(row, questions[row["id"]])
-            self.why, self.summary = squad_failure, squad_summary
-            self.keys = ("answer_contains_gold", "f1", "abstention_recall", "false_abstention", "language_match",
-                         "own_words")
-        else:
+        if not self.squad:
             self.pipeline.load()
-            items = {i.id: i for i in load_testset(testset, document_texts(self.pipeline.index.chunks))}
-            self.judged = lambda row: judge(row, items[row["id"]])
-            self.why, self.summary = failure_reason, summarize
-            self.keys = ("answer_correct", "correct_and_cited", "citation_precision", "abstention_recall",
-                         "false_abstention", "language_match", "own_words")
+        self.judged, self.why, self.summary, self.keys = judging(
+            report, None if self.squad else self.pipeline.index.chunks, testset)
 
     def rows(self, wanted: set[str] = frozenset()) -> Iterator[tuple[dict, dict, bool]]:
         """(recorded row, replayed row, whether its retrieved passages moved) for each row."""

@@ -21,15 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.evaluation import document_texts, judge  # noqa: E402
 from qa.index import load_index  # noqa: E402
-from qa.metrics import summarize  # noqa: E402
 from qa.pipeline import ABSTENTION  # noqa: E402
 from qa.reader import is_not_found  # noqa: E402
-from qa.squad import read_squad, score_row, squad_summary  # noqa: E402
-from qa.testset import load_testset  # noqa: E402
 
-TESTSET = ROOT / "tests/data/testset.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import judging  # noqa: E402
+
 KEYS = {"squad": ("answer_contains_gold", "f1", "own_words", "abstention_recall", "false_abstention"),
         "testset": ("answer_correct", "correct_and_cited", "own_words", "citation_precision",
                     "abstention_recall", "false_abstention")}
@@ -47,14 +45,11 @@ def declined(row: dict) -> dict:
 
 
 def scorer(report: dict):
-    """(score rows → metrics, kind) as `qa eval` scored this report."""
-    config = report["config"]
-    if config.get("kind") == "squad":
-        questions = {q.id: q for q in read_squad(ROOT / config["testset"]).questions}
-        return (lambda rows: squad_summary([score_row(r, questions[r["id"]]) for r in rows])), "squad"
-    chunks = load_index(ROOT / config["settings"]["index_dir"]).chunks
-    items = {i.id: i for i in load_testset(TESTSET, document_texts(chunks))}
-    return (lambda rows: summarize([judge(r, items[r["id"]]) for r in rows])), "testset"
+    """(score rows → metrics, kind) as `qa eval` scored this report (`replay.judging`)."""
+    kind = "squad" if report["config"].get("kind") == "squad" else "testset"
+    chunks = None if kind == "squad" else load_index(ROOT / report["config"]["settings"]["index_dir"]).chunks
+    judged, _, summary, _ = judging(report, chunks)
+    return (lambda rows: summary([judged(r) for r in rows])), kind
 
 
 def main(argv: list[str] | None = None) -> int:

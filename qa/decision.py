@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from qa.citations import strip_markers
 from qa.evidence import Evidence
 from qa.prompting import ANSWER_PREFIX
 from qa.text import anchors, figures, fold, folded_words, number_words, tokenize
@@ -87,7 +88,7 @@ def worded_as_question(sentence: str, language: Language) -> bool:
     >>> worded_as_question("A hands-on course and an add-on module [1].", "en")  # English compounds
     False
     """
-    bare = re.sub(r"\[[^\]]*\]", "", sentence).strip()
+    bare = strip_markers(sentence)
     return bare.endswith("?") or language == "fr" and bool(_INVERTED.search(bare))
 
 
