@@ -23,9 +23,11 @@ from qa.text import (
     folded_words,
     number_words,
     numbers,
+    same_name,
     sentence_spans,
     split_sentences,
     tokenize,
+    with_country_names,
 )
 from qa.types import Chunk, Citation, Language, Passage
 
@@ -305,7 +307,8 @@ class SupportChecker:
         stems = set(tokenize(claim, language))
         lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
         if len(strip_markers(sentence).split()) < SHORT_CLAIM_WORDS:  # "DeepSeek [1]": the question's names too
-            found = anchors(strip_markers(claim)) | (self.answer_names(sentence) if self.own_names else set())
+            found = anchors(strip_markers(self._named(claim, n))) \
+                | (self.answer_names(self._named(sentence, n)) if self.own_names else set())
             anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
         else:
             anchored = self._anchored(sentence, n)
@@ -325,11 +328,18 @@ class SupportChecker:
         """Whether at least half of the answer `sentence`'s names (`answer_names`) are in passage
         `n`, a figure in any format ("14th" for « 14e »). A short answer is anchored on the
         question's names with its own instead (`score`): "DeepSeek [1]" alone is in the passage
-        that names DeepSeek, whatever "Which Chinese universities…?" asked."""
+        that names DeepSeek, whatever "Which Chinese universities…?" asked. Country names are
+        read in the passage's language for short answers only: "China…" would otherwise anchor a
+        long English claim in every passage of an article about China."""
         names = self.answer_names(sentence)
         have = folded_words(self.passages[n].chunk.text)
         found = [w in have or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in names]
         return bool(names) and sum(found) >= 0.5 * len(names)
+
+    def _named(self, text: str, n: int) -> str:
+        """`text` with its country names as passage `n`'s language writes them ("China" read as
+        « Chine » in a French passage), so that they are matched across languages."""
+        return with_country_names(text, self.passages[n].chunk.language)
 
     def answer_names(self, sentence: str) -> set[str]:
         """The names, acronyms and figures of an answer sentence (folded), its first word among
@@ -357,8 +367,12 @@ class SupportChecker:
         a-t-il fait une thèse ?"). Any other sentence must hold them all: a fact is not moved from
         one name to another ("Qwen compte 100 000 modèles"), nor from one occasion to another ("The
         Broncos defeated the Steelers in the divisional round" does not say whom they beat to
-        become the AFC champions).
+        become the AFC champions). Country names count in the passage's language (`_named`), or
+        as the adjective's start ("China" is held by « modèles chinois », `same_name`).
         """
+        named = self._named(sentence, n)
+        countries = self.answer_names(named) - self.answer_names(sentence)  # renamed by `_named`
+        sentence, question = named, self._named(question, n)
         text = self.passages[n].chunk.text
         spans = self._spans[n]
         words = [folded_words(text[s:e]) for s, e in spans]
@@ -372,7 +386,9 @@ class SupportChecker:
             own = {w for w in anchors(text[s:e]) if len(w) > 2 and not w.isdigit()}
             pronoun = bool(_PRONOUN.search(" ".join(fold(text[s:e]).split()[:PRONOUN_WORDS])))
             needed = names - topic if pronoun and own <= folded_words(bare) else names
-            if needed <= words[k] and wanted <= figures[k] and not misattributed(sentence, text[s:e]) \
+            if needed - countries <= words[k] and wanted <= figures[k] \
+                    and all(any(same_name(c, w) for w in words[k]) for c in needed & countries) \
+                    and not misattributed(sentence, text[s:e]) \
                     and not compared_figure(sentence, text[s:e]):
                 holding.append(k)
         return holding

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from qa.citations import strip_markers
 from qa.evidence import Evidence
 from qa.prompting import ANSWER_PREFIX
-from qa.text import anchors, figures, fold, folded_words, number_words, tokenize
+from qa.text import anchors, figures, fold, folded_words, number_words, same_name, tokenize, with_country_names
 from qa.types import Language
 
 # A question whose best sentence has a lower cosine than this (multilingual embeddings) is about
@@ -141,17 +141,20 @@ def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Eviden
 
 def kept_names(source: str, translation: str) -> bool:
     """Whether every name of `source` (a capitalised word past the first, three letters or more)
-    is in `translation`, allowing for translated endings: a shared start of five letters, or
-    of all but the last letter for shorter names ("Chine" and "China").
+    is in `translation`, allowing for translated endings (`same_name`: "Chine" and "China"); a
+    country by its name in
+    either language (`with_country_names`: « Allemagne » and "Germany").
 
     >>> kept_names("Par exemple, ERNIE de Baidu et Qwen d’Alibaba.", "For example, ERNIE from Baidu and Alibaba.")
     False
     >>> kept_names("La Chine et Qwen.", "China and Qwen.")
     True
+    >>> kept_names("Entre l’Allemagne et le Royaume-Uni.", "Between Germany and the United Kingdom.")
+    True
     """
-    wanted = {w for w in anchors(source) if len(w) > 2 and not w.isdigit()}
-    have = folded_words(translation)
-    return all(any(h.startswith(w[:min(5, len(w) - 1)]) for h in have) for w in wanted)
+    wanted = {w for w in anchors(with_country_names(source, "en")) if len(w) > 2 and not w.isdigit()}
+    have = folded_words(with_country_names(translation, "en"))
+    return all(any(same_name(w, h) for h in have) for w in wanted)
 
 
 _NAME = re.compile(r"\w+")

@@ -143,6 +143,55 @@ def tokenize(text: str, language: Language) -> list[str]:
     return _stemmer(language).stemWords(words)
 
 
+@cache
+def _country_names(language: Language) -> tuple[re.Pattern, dict[str, str]]:
+    """A pattern of the country names the other language writes differently, and the name
+    `language` gives each (CLDR's territory names, through Babel): "China" -> "Chine"."""
+    from babel import Locale
+
+    ours = Locale(language).territories
+    theirs = Locale("en" if language == "fr" else "fr").territories
+    names: dict[str, str] = {}
+    for code, name in theirs.items():
+        if not (len(code) == 2 and code.isalpha()) or code not in ours:
+            continue
+        name, own = (re.sub(r"\s*\(.*\)", "", n).strip() for n in (name, ours[code]))
+        if fold(name) == fold(own):
+            continue
+        names.setdefault(name, own)
+        names.setdefault(fold(name).title().replace("'", "\u2019"), own)  # "Etats-Unis" unaccented
+    written = sorted(names, key=len, reverse=True)  # "Papua New Guinea" before "Guinea"
+    pattern = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+").replace("\u2019", "['\u2019]")
+                                                 for n in written) + r")(?![\w-])")
+    return pattern, {" ".join(n.split()).replace("'", "\u2019"): own for n, own in names.items()}
+
+
+def with_country_names(text: str, language: Language) -> str:
+    """`text` with the country names of the other language written as `language` writes them,
+    so that a name is matched across languages; capitalised names only (not "turkey", "china").
+
+    >>> with_country_names("China and the United States.", "fr")
+    'Chine and the États-Unis.'
+    >>> with_country_names("la Chine et les Etats-Unis, pas la chine en porcelaine", "en")
+    'la China et les United States, pas la chine en porcelaine'
+    """
+    pattern, own = _country_names(language)
+    return pattern.sub(lambda m: own[" ".join(m.group(0).split()).replace("'", "\u2019")], text)
+
+
+def same_name(name: str, word: str) -> bool:
+    """Whether the folded `word` writes the folded `name`, allowing for another language's or an
+    adjective's ending: a shared start of five letters, or of all but the last letter for shorter
+    names.
+
+    >>> same_name("chine", "china"), same_name("chine", "chinois"), same_name("allemagne", "allemand")
+    (True, True, True)
+    >>> same_name("japon", "jamais")
+    False
+    """
+    return word.startswith(name[:min(5, len(name) - 1)])
+
+
 _ANCHOR = re.compile(r"(?<!^)(?<![.!?]\s)\b(?:[A-Z][\w-]*|\w*\d\w*)")
 
 

@@ -299,3 +299,53 @@ def test_a_short_answer_can_be_anchored_by_its_own_name(own_names, kept):
     checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages, own_names=own_names)
     [(_, cited, _)] = checker.verify(["LMArena [1]."], "On which platform do models reach the top positions?", "en")
     assert bool(cited) is kept
+
+
+SIDES = "Les États-Unis gardent leurs modèles fermés. La Chine publie ses modèles ouverts."
+CROSS = {"publishes": "publie", "models": "modeles", "openly": "ouverts"}  # a cross-lingual embedder's view
+
+
+def test_a_country_named_in_english_is_held_to_the_french_sentence_that_names_it():
+    """"United States" is « États-Unis » in a French passage: a fact is not moved from one country
+    to the other across languages (before, an English country name counted as found nowhere)."""
+    passages = [Passage(1, chunk_document(make_document("a.txt", SIDES), 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder(synonyms=CROSS)
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Who publishes its models openly?"
+    [(_, cited, rejected)] = checker.verify(["The United States publishes its models openly [1]."], question, "en")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(["China publishes its models openly [1]."], question, "en")
+    assert [c.quote for c in cited] == ["La Chine publie ses modèles ouverts."]
+
+
+def test_a_country_is_held_by_the_adjective_its_passage_writes():
+    """"China risks…" is held by « des modèles chinois »: the adjective's start (`same_name`), not
+    only « Chine », keeps the claim on its own sentence."""
+    passages = [Passage(1, chunk_document(make_document("a.txt", (
+        "Il existe un risque de perdre un avantage si des modèles chinois sont améliorés ailleurs. "
+        "La Chine vise une influence mondiale.")), 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder(synonyms={"risks": "risque", "losing": "perdre", "advantage": "avantage",
+                                      "models": "modeles", "improved": "ameliores"})
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    [(_, cited, _)] = checker.verify(["China risks losing an advantage if its models are improved elsewhere [1]."],
+                                     "What risk is there in releasing models?", "en")
+    assert [c.quote for c in cited] == ["Il existe un risque de perdre un avantage si des modèles chinois sont "
+                                        "améliorés ailleurs."]
+
+
+def test_a_short_answer_naming_countries_is_anchored_in_the_passages_language():
+    """"China and the United States [1]." shares no word with the French sentence it answers from;
+    its country names, read as « Chine » and « États-Unis », anchor it there, which asks less
+    closeness in meaning of it (`ANCHORED_THRESHOLD`)."""
+    text = "Le texte oppose les stratégies de la Chine et des États-Unis."
+    passages = [Passage(1, chunk_document(make_document("a.txt", text), 300, 0)[0], 1.0, 0.5)]
+    embedder = FakeEmbedder(synonyms={"text": "texte", "china": "chine"})
+    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    question = "Which two countries' strategies does the text oppose?"
+
+    def support(answer):
+        claim = checker.claims(answer, question)
+        return checker.score(claim, "en", checker.embed([claim])[0], 1, answer, question).score
+
+    assert support("China and the United States.") >= 0.5
+    assert support("Japan and Germany.") < 0.5
