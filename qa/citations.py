@@ -296,7 +296,7 @@ class SupportChecker:
         if passage.chunk.language == language and not self.new_words_found(sentence, question, language, n):
             return Support(0.0, *spans[0])  # what the answer adds is not in the passage
         sims = self._vectors[n] @ claim_vector
-        together = self._sentences_holding(n, sentence, question)
+        together = self._sentences_holding(n, sentence, question, language)
         if roles_asked(question):
             together = [k for k in together if names_the_roles_asked(question, [text[spans[k][0]:spans[k][1]]])]
         if not together:
@@ -307,8 +307,8 @@ class SupportChecker:
         stems = set(tokenize(claim, language))
         lexical = len(stems & self._stems[n]) / len(stems) if stems else 0.0
         if len(strip_markers(sentence).split()) < SHORT_CLAIM_WORDS:  # "DeepSeek [1]": the question's names too
-            found = anchors(strip_markers(self._named(claim, n))) \
-                | (self.answer_names(self._named(sentence, n)) if self.own_names else set())
+            found = anchors(strip_markers(self._named(claim, n, language))) \
+                | (self.answer_names(self._named(sentence, n, language)) if self.own_names else set())
             anchored = bool(found) and len(found & folded_words(text)) / len(found) >= 0.5
         else:
             anchored = self._anchored(sentence, n)
@@ -336,10 +336,12 @@ class SupportChecker:
         found = [w in have or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in names]
         return bool(names) and sum(found) >= 0.5 * len(names)
 
-    def _named(self, text: str, n: int) -> str:
-        """`text` with its country names as passage `n`'s language writes them ("China" read as
-        « Chine » in a French passage), so that they are matched across languages."""
-        return with_country_names(text, self.passages[n].chunk.language)
+    def _named(self, text: str, n: int, language: Language | None) -> str:
+        """`text`, written in `language`, with its country names as passage `n`'s language writes
+        them when that is another ("China" read as « Chine » in a French passage), so that they
+        are matched across languages; as it is within one language (None: unknown)."""
+        target = self.passages[n].chunk.language
+        return text if language in (None, target) else with_country_names(text, target)
 
     def answer_names(self, sentence: str) -> set[str]:
         """The names, acronyms and figures of an answer sentence (folded), its first word among
@@ -357,7 +359,8 @@ class SupportChecker:
         found = [w in self._stems[n] or bool(numbers(w)) and numbers(w) <= self._numbers[n] for w in new]
         return not new or sum(found) >= self.new_words * len(new)
 
-    def _sentences_holding(self, n: int, sentence: str, question: str = "") -> list[int]:
+    def _sentences_holding(self, n: int, sentence: str, question: str = "",
+                           language: Language | None = None) -> list[int]:
         """Indices of passage `n`'s sentences that hold every name and figure of `sentence` found
         in the retrieved passages (names found nowhere, such as translations, don't count).
 
@@ -367,12 +370,13 @@ class SupportChecker:
         a-t-il fait une thèse ?"). Any other sentence must hold them all: a fact is not moved from
         one name to another ("Qwen compte 100 000 modèles"), nor from one occasion to another ("The
         Broncos defeated the Steelers in the divisional round" does not say whom they beat to
-        become the AFC champions). Country names count in the passage's language (`_named`), or
+        become the AFC champions). Country names of a `sentence` in another `language` count in
+        the passage's (`_named`), or
         as the adjective's start ("China" is held by « modèles chinois », `same_name`).
         """
-        named = self._named(sentence, n)
+        named = self._named(sentence, n, language)
         countries = self.answer_names(named) - self.answer_names(sentence)  # renamed by `_named`
-        sentence, question = named, self._named(question, n)
+        sentence, question = named, self._named(question, n, language)
         text = self.passages[n].chunk.text
         spans = self._spans[n]
         words = [folded_words(text[s:e]) for s, e in spans]

@@ -141,9 +141,8 @@ def answerable(question: str, draft_unsupported: bool, evidence: Sequence[Eviden
 
 def kept_names(source: str, translation: str) -> bool:
     """Whether every name of `source` (a capitalised word past the first, three letters or more)
-    is in `translation`, allowing for translated endings (`same_name`: "Chine" and "China"); a
-    country by its name in
-    either language (`with_country_names`: « Allemagne » and "Germany").
+    is in `translation`, allowing for translated endings (`same_name`: "Chine" and "China"), and
+    a country by its name in either language (`with_country_names`: « Allemagne » and "Germany").
 
     >>> kept_names("Par exemple, ERNIE de Baidu et Qwen d’Alibaba.", "For example, ERNIE from Baidu and Alibaba.")
     False

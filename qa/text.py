@@ -143,6 +143,11 @@ def tokenize(text: str, language: Language) -> list[str]:
     return _stemmer(language).stemWords(words)
 
 
+def _unaccented(text: str) -> str:
+    """`text` without its accents, case kept: "Corée du Sud" -> "Coree du Sud"."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
 @cache
 def _country_names(language: Language) -> tuple[re.Pattern, dict[str, str]]:
     """A pattern of the country names the other language writes differently, and the name
@@ -159,7 +164,7 @@ def _country_names(language: Language) -> tuple[re.Pattern, dict[str, str]]:
         if fold(name) == fold(own):
             continue
         names.setdefault(name, own)
-        names.setdefault(fold(name).title().replace("'", "\u2019"), own)  # "Etats-Unis" unaccented
+        names.setdefault(_unaccented(name), own)  # "Etats-Unis" too
     written = sorted(names, key=len, reverse=True)  # "Papua New Guinea" before "Guinea"
     pattern = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+").replace("\u2019", "['\u2019]")
                                                  for n in written) + r")(?![\w-])")

@@ -349,3 +349,10 @@ def test_a_short_answer_naming_countries_is_anchored_in_the_passages_language():
 
     assert support("China and the United States.") >= 0.5
     assert support("Japan and Germany.") < 0.5
+
+
+def test_country_names_are_read_as_written_within_one_language():
+    """"Maurice" is Mauritius in French: an English answer over an English passage keeps its names."""
+    checker = one_passage_checker("Maurice Ravel wrote Boléro in 1928.")
+    assert checker._named("Maurice Ravel wrote it [1].", 1, "en") == "Maurice Ravel wrote it [1]."
+    assert checker._named("Maurice Ravel wrote it [1].", 1, "fr") == "Mauritius Ravel wrote it [1]."
