@@ -79,10 +79,11 @@ def checker(passages):
     return SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
 
 
-def one_passage_checker(text):
-    """A checker over `text` as passage [1] (the fake embedder: scores by shared words)."""
+def one_passage_checker(text, synonyms=None):
+    """A checker over `text` as passage [1] (the fake embedder: scores by shared words, and by the
+    `synonyms` it is given, standing for a cross-lingual embedder)."""
     passages = [Passage(1, chunk_document(make_document("a.txt", text), 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder()
+    embedder = FakeEmbedder(synonyms=synonyms)
     return SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
 
 
@@ -308,9 +309,7 @@ CROSS = {"publishes": "publie", "models": "modeles", "openly": "ouverts"}  # a c
 def test_a_country_named_in_english_is_held_to_the_french_sentence_that_names_it():
     """"United States" is « États-Unis » in a French passage: a fact is not moved from one country
     to the other across languages (before, an English country name counted as found nowhere)."""
-    passages = [Passage(1, chunk_document(make_document("a.txt", SIDES), 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder(synonyms=CROSS)
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker(SIDES, CROSS)
     question = "Who publishes its models openly?"
     [(_, cited, rejected)] = checker.verify(["The United States publishes its models openly [1]."], question, "en")
     assert cited == [] and rejected == [1]
@@ -321,12 +320,10 @@ def test_a_country_named_in_english_is_held_to_the_french_sentence_that_names_it
 def test_a_country_is_held_by_the_adjective_its_passage_writes():
     """"China risks…" is held by « des modèles chinois »: the adjective's start (`same_name`), not
     only « Chine », keeps the claim on its own sentence."""
-    passages = [Passage(1, chunk_document(make_document("a.txt", (
+    checker = one_passage_checker(
         "Il existe un risque de perdre un avantage si des modèles chinois sont améliorés ailleurs. "
-        "La Chine vise une influence mondiale.")), 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder(synonyms={"risks": "risque", "losing": "perdre", "advantage": "avantage",
-                                      "models": "modeles", "improved": "ameliores"})
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+        "La Chine vise une influence mondiale.",
+        {"risks": "risque", "losing": "perdre", "advantage": "avantage", "models": "modeles", "improved": "ameliores"})
     [(_, cited, _)] = checker.verify(["China risks losing an advantage if its models are improved elsewhere [1]."],
                                      "What risk is there in releasing models?", "en")
     assert [c.quote for c in cited] == ["Il existe un risque de perdre un avantage si des modèles chinois sont "
@@ -337,10 +334,8 @@ def test_a_short_answer_naming_countries_is_anchored_in_the_passages_language():
     """"China and the United States [1]." shares no word with the French sentence it answers from;
     its country names, read as « Chine » and « États-Unis », anchor it there, which asks less
     closeness in meaning of it (`ANCHORED_THRESHOLD`)."""
-    text = "Le texte oppose les stratégies de la Chine et des États-Unis."
-    passages = [Passage(1, chunk_document(make_document("a.txt", text), 300, 0)[0], 1.0, 0.5)]
-    embedder = FakeEmbedder(synonyms={"text": "texte", "china": "chine"})
-    checker = SupportChecker(lambda texts: embedder.embed_batch(texts, "passage"), passages)
+    checker = one_passage_checker("Le texte oppose les stratégies de la Chine et des États-Unis.",
+                                  {"text": "texte", "china": "chine"})
     question = "Which two countries' strategies does the text oppose?"
 
     def support(answer):
