@@ -9,6 +9,7 @@ or by shared content words. That sentence of the passage becomes the citation's 
 
 from __future__ import annotations
 
+import logging
 import re
 from bisect import bisect
 from collections.abc import Callable, Sequence
@@ -19,8 +20,11 @@ import numpy as np
 from qa.text import (
     anchor_spans,
     anchors,
+    clauses,
+    denies,
     fold,
     folded_words,
+    negated,
     number_words,
     numbers,
     same_name,
@@ -30,6 +34,8 @@ from qa.text import (
     with_country_names,
 )
 from qa.types import Chunk, Citation, Language, Passage
+
+log = logging.getLogger(__name__)
 
 _MARKER = re.compile(r"\[\s*(?:(?:source|src)s?\s*)?(\d+(?:\s*(?:,|;|et|and|-)\s*\d+)*)\s*\]",
                      re.IGNORECASE)
@@ -215,6 +221,69 @@ def figure_of_the_compared(question: str, texts: Sequence[str]) -> bool:
                for text in texts if numbers(text))
 
 
+# What an answer may begin with that claims nothing: "According to the sources," and a yes or a no
+# followed by punctuation (a determiner "No fee is charged" is part of the claim).
+_LEAD = re.compile(r"^\W*(?:(?:according to the sources|d['’]apr[eè]s les sources|selon les sources)\W*)?"
+                   r"(?:(yes|no|oui|non)(?:\s*[,.;:!–—-]|\s*$))?\s*", re.IGNORECASE)
+
+
+def stated_clauses(sentence: str, question: str, language: Language) -> list[tuple[str, bool, bool]]:
+    """What an answer sentence asserts, clause by clause, as (text to match with the sources,
+    says "not", denies in any way): its clauses (`qa.text.clauses`) past a leading yes or no; a
+    short one with the question before it, which may hold its denial ("1986 [1]" for "When were
+    they not allowed…?"); [] for a bare yes or no, which asserts nothing to match.
+
+    >>> stated_clauses("No, mediation isn't required in cases of violence [1].", "Q?", "en")
+    [("mediation isn't required in cases of violence.", True, True)]
+    >>> stated_clauses("1986 [1].", "When were they not allowed to sue?", "en")
+    [('When were they not allowed to sue? 1986.', False, True)]
+    >>> stated_clauses("Non [1].", "La médiation est-elle obligatoire ?", "fr")
+    []
+    """
+    bare = strip_markers(sentence)
+    rest = bare[_LEAD.match(bare).end():]
+    if not tokenize(rest, language):
+        return []
+    if len(rest.split()) < SHORT_CLAIM_WORDS:  # "1986 [1]" denies what "When were they not allowed…?" denies
+        return [(f"{question} {rest}", negated(rest), denies(f"{question} {rest}"))]
+    return [(c, negated(c), denies(c)) for c in clauses(rest, at_and=False)]  # "between and among" is one
+
+
+def bare_yes_or_no(sentence: str) -> bool:
+    """Whether an answer sentence is only a yes or a no: nothing in it can be checked against the
+    sources, and which way the question leans is no guide ("Do they have the same motivations?"
+    is answered no by « leurs motivations diffèrent », which says no "not").
+
+    >>> bare_yes_or_no("Yes [1]."), bare_yes_or_no("Non, elle n'est pas exigée [1].")
+    (True, False)
+    """
+    bare = strip_markers(sentence)
+    lead = _LEAD.match(bare)
+    return bool(lead.group(1)) and not _WORDS.search(bare[lead.end():])
+
+
+# A closing relative clause: ", which…", ", qui…" to the sentence's end.
+_RELATIVE = re.compile(r",\s+(?:which|who|whose|whom|qui|dont|lequel|laquelle|lesquels|lesquelles|ce qui)\b[^,;]*$",
+                       re.IGNORECASE)
+
+
+def main_clause(sentence: str) -> str:
+    """An answer sentence (markers removed) without its closing relative clause, ended as it was;
+    "" when it has none, or too little would be left to state anything (three words).
+
+    >>> main_clause("The Chinese plan is the 14th Five-Year Plan, which was published in July 2025.")
+    'The Chinese plan is the 14th Five-Year Plan.'
+    >>> main_clause("Qwen, qui compte 100 000 modèles."), main_clause("Qwen compte 100 000 modèles.")
+    ('', '')
+    """
+    match = _RELATIVE.search(sentence.rstrip(" .!…"))
+    if not match:
+        return ""
+    main = sentence[:match.start()].rstrip()
+    return main + sentence.rstrip()[-1:] * sentence.rstrip().endswith((".", "!", "…")) \
+        if len(main.split()) >= 3 else ""
+
+
 def answer_sentences(text: str, language: Language) -> list[str]:
     """Sentences of an answer, each keeping the markers that follow it.
 
@@ -250,6 +319,7 @@ class SupportChecker:
         # whether a short answer is anchored by its own names too, not only the question's (`score`)
         self.own_names = own_names
         self._spans: dict[int, list[tuple[int, int]]] = {}
+        self._clauses: dict[int, tuple[list[str], np.ndarray]] = {}  # `_clauses_of`
         self._vectors: dict[int, np.ndarray] = {}
         texts: list[str] = []
         owners: list[tuple[int, int]] = []
@@ -289,6 +359,8 @@ class SupportChecker:
         text = passage.chunk.text
         spans = self._spans[n]
         sentence = claim if sentence is None else sentence
+        if bare_yes_or_no(sentence):
+            return Support(0.0, *spans[0])  # "Yes [1]." states nothing the passage could hold
         # the question's numbers in words ("which three companies") need not be in the passage
         claim_numbers = numbers(claim) - (number_words(question) - numbers(sentence))
         if claim_numbers - self._numbers[n]:
@@ -322,7 +394,33 @@ class SupportChecker:
         ratios = [lexical / LEXICAL_THRESHOLD, semantic / SEMANTIC_THRESHOLD]
         if anchored:
             ratios.append(semantic / ANCHORED_THRESHOLD)
-        return Support(min(1.0, 0.5 * max(ratios)), *spans[best])
+        support = min(1.0, 0.5 * max(ratios))
+        if support >= 0.5 and self.states_otherwise(n, sentence, question, language):
+            return Support(0.0, *spans[best])  # « n'est pas exigée » does not support "is mandatory"
+        return Support(support, *spans[best])
+
+    def states_otherwise(self, n: int, sentence: str, question: str, language: Language) -> bool:
+        """Whether passage `n` says the opposite of the answer `sentence`: a clause the answer
+        asserts (`stated_clauses`) and the passage's clause closest to it in meaning disagree on
+        "not". The passage's says "not" where the answer denies nothing (« la médiation n'est pas
+        exigée en cas de violences » for "mediation is mandatory in cases of violence"), or the
+        answer says "not" where the passage's clause denies nothing. Embeddings place a sentence
+        and its negation side by side, so the closeness checks above cannot see this."""
+        stated = stated_clauses(sentence, question, language)
+        if not stated:
+            return False
+        theirs, vectors = self._clauses_of(n)
+        closest = (self.embed([text for text, _, _ in stated]) @ vectors.T).argmax(axis=1)
+        return any(negated(theirs[k]) and not denial or says_not and not denies(theirs[k])
+                   for (_, says_not, denial), k in zip(stated, closest, strict=True))
+
+    def _clauses_of(self, n: int) -> tuple[list[str], np.ndarray]:
+        """Passage `n`'s clauses (`qa.text.clauses`) and their vectors, embedded once."""
+        if n not in self._clauses:
+            text = self.passages[n].chunk.text
+            pieces = [c for s, e in self._spans[n] for c in clauses(text[s:e])]
+            self._clauses[n] = (pieces, self.embed(pieces))
+        return self._clauses[n]
 
     def _anchored(self, sentence: str, n: int) -> bool:
         """Whether at least half of the answer `sentence`'s names (`answer_names`) are in passage
@@ -408,35 +506,52 @@ class SupportChecker:
         """For each sentence: (text without markers, supported citations, rejected numbers).
 
         A sentence with no supporting marker is matched against every passage, and cited
-        with the best one when that one supports it (`support` >= 0.5).
+        with the best one when that one supports it (`support` >= 0.5). A sentence that no
+        passage supports loses its closing relative clause when what is left holds up
+        (`main_clause`): "…the 14th Five-Year Plan, which was published in July 2025" keeps the
+        plan and drops the date, which belongs to another plan.
         """
         claims = [self.claims(s, question) for s in sentences]
         vectors = self.embed(claims) if claims else np.zeros((0, 1))
         results = []
         for sentence, claim, vector in zip(sentences, claims, vectors, strict=True):
             cited, out_of_range = parse_markers(sentence, max(self.passages, default=0))
-            if not strip_markers(sentence).strip(" .;,:!?"):
+            bare = strip_markers(sentence)
+            if not bare.strip(" .;,:!?"):
                 results.append(("", [], cited + out_of_range))  # markers and nothing to support
                 continue
-            kept: list[Citation] = []
-            rejected = list(out_of_range)
-            bare = strip_markers(sentence)
-            for n in cited:
-                support = self.score(claim, language, vector, n, bare, question)
+            kept, rejected = self._supported(bare, claim, vector, cited, question, language)
+            main = main_clause(bare)
+            if not kept and main:
+                shorter = self.claims(main, question)
+                kept, _ = self._supported(main, shorter, self.embed([shorter])[0], cited, question, language)
+                if kept:
+                    log.info("dropped the unsupported relative clause of %r", bare)
+                    bare = main
+            results.append((bare, kept, rejected + out_of_range))
+        return results
+
+    def _supported(self, bare: str, claim: str, vector: np.ndarray, cited: list[int], question: str,
+                   language: Language) -> tuple[list[Citation], list[int]]:
+        """(citations that support the answer sentence `bare`, cited numbers that don't): its
+        `cited` passages, each alone or jointly, else the best of all passages."""
+        kept: list[Citation] = []
+        rejected: list[int] = []
+        for n in cited:
+            support = self.score(claim, language, vector, n, bare, question)
+            if support.score >= 0.5:
+                kept.append(self._citation(n, support))
+            else:
+                rejected.append(n)
+        if not kept and len(cited) > 1:  # "A [1] et B [2]": each part supported by one of them
+            kept = self._jointly(bare, question, language, cited)
+        if not kept:
+            scored = [(self.score(claim, language, vector, n, bare, question), n) for n in self.passages]
+            if scored:
+                support, n = max(scored, key=lambda pair: pair[0].score)
                 if support.score >= 0.5:
                     kept.append(self._citation(n, support))
-                else:
-                    rejected.append(n)
-            if not kept and len(cited) > 1:  # "A [1] et B [2]": each part supported by one of them
-                kept = self._jointly(bare, question, language, cited)
-            if not kept:
-                scored = [(self.score(claim, language, vector, n, bare, question), n) for n in self.passages]
-                if scored:
-                    support, n = max(scored, key=lambda pair: pair[0].score)
-                    if support.score >= 0.5:
-                        kept.append(self._citation(n, support))
-            results.append((strip_markers(sentence), kept, rejected))
-        return results
+        return kept, rejected
 
     def _jointly(self, bare: str, question: str, language: Language, cited: list[int]) -> list[Citation]:
         """Citations for a sentence whose parts (split at "et", "and", ";") are each supported by

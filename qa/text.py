@@ -11,6 +11,8 @@ imports nothing from `qa` but its types.
     anchors          names, acronyms and numbers: the words that survive translation
     numbers          every number, separators and multipliers resolved ("100k" = "100 000")
     figures          standalone figures, not the digits of names ("R1") or versions ("Qwen 3")
+    negated          whether a clause says "not" (« ne… pas », "never", « ni »), not "not only"
+    clauses          a sentence's clauses: what one "not" governs
 """
 
 from __future__ import annotations
@@ -360,3 +362,73 @@ def without_markup(text: str) -> str:
     ' 4321  [1]'
     """
     return _MARKUP.sub("", text)
+
+
+# A grammatical negation, in folded text: French « ne/n' … pas, plus, jamais, rien, aucun… » (not
+# « ne … que », "only"), « aucun », « jamais », « ni », « non » before a word; English "not",
+# "n't", "never", "no", "none", "nor"… "Not only" / « non seulement » / « pas seulement » add, not deny.
+_NEGATION = re.compile(
+    r"\b(?:ne\s+|n')(?:[\w'-]+\s+){0,3}?(?:pas|plus|jamais|rien|aucune?s?|guere|point|nullement|personne)\b"
+    r"|\b(?:aucune?s?|jamais|ni|nullement|non(?=\s))\b"
+    r"|\b(?:not|never|no|none|nobody|nothing|neither|nor|cannot)\b|n't\b")
+_NOT_NEGATION = re.compile(r"\b(?:not\s+(?:only|just|merely)|non\s+seulement|pas\s+seulement|pas\s+uniquement)\b")
+# Words that deny without a grammatical negation: "China lacks the chips" says what « la Chine
+# n'a pas accès aux puces » says. Folded stems, matched at a word's start.
+_PRIVATIVE = re.compile(
+    r"\b(?:lack|without|absen|missing|fail|unable|refus|prevent|banned|bans\b|deni|deny|differ|shortage"
+    r"|exempt|instead|rather than|manqu|sans\b|faute\b|penuri|interdi|empech|incapab|impossib|dispens"
+    r"|au lieu|plutot que|diffe|forbid|prohibit|proscri|illeg|illicit|barred)")
+
+
+def negated(text: str) -> bool:
+    """Whether `text` (a clause, any language) says "not".
+
+    >>> negated("La tentative de médiation n'est pas exigée en cas de violences")
+    True
+    >>> negated("Elle n'est possible que dans onze tribunaux."), negated("Not only Qwen, but also ERNIE.")
+    (False, False)
+    >>> negated("Mediation isn't required"), negated("ni lorsque la demande est présentée par les deux parents")
+    (True, True)
+    """
+    folded = _NOT_NEGATION.sub(" ", fold(text))
+    return bool(_NEGATION.search(folded))
+
+
+def denies(text: str) -> bool:
+    """Whether `text` says "not", or denies through a word such as "lack", "without" or « sans ».
+
+    >>> denies("China lacks the most advanced chips"), denies("China has the most advanced chips")
+    (True, False)
+    >>> denies("Pharmacists are forbidden to form partnerships")  # « cannot form » says it
+    True
+    """
+    return negated(text) or bool(_PRIVATIVE.search(fold(text)))
+
+
+_CLAUSE = re.compile(r"(?<!\d),|,(?!\d)|[;:()]"
+                     r"|\s(?:mais|but|tandis que|whereas|alors que|bien que|although|though|while)\s", re.IGNORECASE)
+_AND = re.compile(r"\s(?:and|et)\s", re.IGNORECASE)
+
+
+def clauses(text: str, at_and: bool = True) -> list[str]:
+    """The clauses of a sentence: its pieces between commas, semicolons, colons, brackets and
+    "but"-like words, and with `at_and` "and", each with three words or more (shorter ones join
+    the piece before).
+
+    >>> clauses("Bien que la Chine n'ait pas accès aux puces, l'open sourcing permet d'entraîner les modèles.")
+    ["Bien que la Chine n'ait pas accès aux puces", "l'open sourcing permet d'entraîner les modèles."]
+    >>> clauses("Qwen compte plus de 100,000 modèles dérivés, surpassant Llama.")
+    ['Qwen compte plus de 100,000 modèles dérivés surpassant Llama.']
+    >>> clauses("A technician is a professional and often does not work under a pharmacist.")
+    ['A technician is a professional', 'often does not work under a pharmacist.']
+    >>> clauses("The gap between and among classes is open.", at_and=False)
+    ['The gap between and among classes is open.']
+    """
+    pieces = [p.strip() for piece in _CLAUSE.split(text) for p in (_AND.split(piece) if at_and else [piece])]
+    out: list[str] = []
+    for piece in pieces:
+        if len(piece.split()) >= 3 or not out:
+            out.append(piece)
+        elif piece:
+            out[-1] = f"{out[-1]} {piece}"
+    return [p for p in out if p] or [text]

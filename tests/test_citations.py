@@ -351,3 +351,86 @@ def test_country_names_are_read_as_written_within_one_language():
     checker = one_passage_checker("Maurice Ravel wrote Boléro in 1928.")
     assert checker._named("Maurice Ravel wrote it [1].", 1, "en") == "Maurice Ravel wrote it [1]."
     assert checker._named("Maurice Ravel wrote it [1].", 1, "fr") == "Mauritius Ravel wrote it [1]."
+
+
+EXEMPTION = ("Depuis 2025, une tentative de médiation familiale est obligatoire avant de saisir le juge. "
+             "La tentative de médiation n'est pas exigée en cas de violences alléguées sur l'autre parent, "
+             "ni lorsque la demande est présentée par les deux parents ensemble.")
+
+
+def test_an_answer_that_drops_the_passages_not_is_not_supported():
+    """The model read « n'est pas exigée en cas de violences » and wrote "est obligatoire en cas de
+    violences": the same words, the opposite fact. Closeness by words or meaning passes it; the
+    clause's "not" does not."""
+    checker = one_passage_checker(EXEMPTION)
+    question = "La médiation est-elle obligatoire en cas de violences ?"
+    [(_, cited, rejected)] = checker.verify(
+        ["La médiation est obligatoire en cas de violences alléguées sur l'autre parent [1]."], question, "fr")
+    assert cited == [] and rejected == [1]
+    [(_, cited, _)] = checker.verify(
+        ["Non, la médiation n'est pas exigée en cas de violences alléguées sur l'autre parent [1]."], question, "fr")
+    assert [c.quote for c in cited] == [EXEMPTION.split(". ")[1]]
+
+
+def test_an_answer_that_adds_a_not_is_not_supported():
+    checker = one_passage_checker(EXEMPTION)
+    question = "La médiation est-elle obligatoire avant de saisir le juge ?"
+    [(_, cited, _)] = checker.verify(
+        ["La médiation familiale n'est pas obligatoire avant de saisir le juge [1]."], question, "fr")
+    assert cited == []
+    [(_, cited, _)] = checker.verify(
+        ["Oui, une tentative de médiation familiale est obligatoire avant de saisir le juge [1]."], question, "fr")
+    assert [c.n for c in cited] == [1]
+
+
+@pytest.mark.parametrize("answer", ["Non [1].", "Oui [1].", "Yes."])
+def test_a_bare_yes_or_no_is_not_supported(answer):
+    """A bare yes or no states nothing the passage could hold: « Oui » would pass on the question's
+    words alone, whichever way the passage goes."""
+    checker = one_passage_checker(EXEMPTION)
+    question = "La médiation est-elle exigée en cas de violences alléguées sur l'autre parent ?"
+    [(_, cited, _)] = checker.verify([answer], question, "fr")
+    assert cited == []
+
+
+def test_a_not_in_another_clause_of_the_sentence_does_not_refuse_the_claim():
+    """« Bien que la Chine n'ait pas accès aux puces, … » denies the access, not what follows it."""
+    checker = one_passage_checker("Bien que la Chine n'ait pas accès aux puces les plus avancées, l'open "
+                                  "sourcing permet à la communauté mondiale d'entraîner les modèles chinois.")
+    [(_, cited, _)] = checker.verify(
+        ["L'open sourcing permet à la communauté mondiale d'entraîner les modèles chinois [1]."],
+        "Comment la Chine contourne-t-elle le manque de puces ?", "fr")
+    assert [c.n for c in cited] == [1]
+    [(_, cited, _)] = checker.verify(["La Chine manque des puces les plus avancées [1]."],
+                                     "De quoi la Chine manque-t-elle ?", "fr")
+    assert [c.n for c in cited] == [1]
+
+
+def test_an_unsupported_closing_relative_clause_is_dropped_and_the_rest_kept():
+    """The reader joined the US plan's date to China's plan: the plan holds up, its date does not,
+    and the answer keeps the plan instead of losing the whole sentence."""
+    checker = one_passage_checker("La stratégie est décrite dans le 14e plan quinquennal de la Chine. "
+                                  "Le plan américain a été publié en juillet 2025.")
+    question = "Dans quel plan chinois la stratégie est-elle décrite ?"
+    [(text, cited, _)] = checker.verify(
+        ["La stratégie est décrite dans le 14e plan quinquennal de la Chine, qui a été publié en 2024 [1]."],
+        question, "fr")
+    assert text == "La stratégie est décrite dans le 14e plan quinquennal de la Chine."
+    assert [c.quote for c in cited] == ["La stratégie est décrite dans le 14e plan quinquennal de la Chine."]
+    [(_, cited, _)] = checker.verify(["La stratégie est décrite dans le 13e plan, qui a été publié en 2024 [1]."],
+                                     question, "fr")
+    assert cited == []
+
+
+@pytest.mark.parametrize("source, answer", [
+    # the "not" governs what follows "and", not the claim before it
+    ("A pharmacy technician in the UK is considered a health care professional and often does not work "
+     "under the direct supervision of a pharmacist.", "A pharmacy technician is considered a health care professional."),
+    # a word that denies says what "cannot" says
+    ("Pharmacists cannot form business partnerships with physicians.",
+     "Pharmacists are forbidden to form business partnerships with physicians."),
+])
+def test_a_claim_agreeing_with_a_sentence_that_says_not_is_kept(source, answer):
+    checker = one_passage_checker(source)
+    [(_, cited, _)] = checker.verify([answer + " [1]"], "What is said of pharmacists and technicians?", "en")
+    assert [c.n for c in cited] == [1]
