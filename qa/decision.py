@@ -55,6 +55,42 @@ def expects_figure(question: str) -> bool:
     return bool(_FIGURE_QUESTION.search(question))
 
 
+# A yes-or-no question: English begins with an auxiliary, French asks « est-ce que » or inverts its
+# subject with no asking word before it (`asks_yes_no`).
+_AUXILIARY = re.compile(r"^(?:(?:so|and|but|ok|okay|well)\W+)?(?:is|are|was|were|do|does|did|can|could|will|would|"
+                        r"should|has|have|had|may|might|must|isn't|aren't|doesn't|don't|didn't)\b", re.IGNORECASE)
+_INVERTED_SUBJECT = re.compile(r"^(?:est-ce qu|[^?]*?\b\w+(?:-t-|-| t['’-])(?:il|elle|ils|elles|on)\b)", re.IGNORECASE)
+_ASKING_WORD = re.compile(r"\b(?:qui|que|qu['’]|quoi|quel\w*|lequel|laquelle|lesquel\w*|où|quand|comment|pourquoi"
+                          r"|combien)\b", re.IGNORECASE)
+_ALTERNATIVE = re.compile(r"\s(?:or|ou)\s", re.IGNORECASE)
+
+
+def asks_yes_no(question: str, language: Language) -> bool:
+    """Whether `question` asks yes or no; not "Is it A or B?", which asks to choose.
+
+    The reader declines such questions even when a sentence answers them ("Is family mediation
+    mandatory before asking a judge…?" over « …une tentative de médiation familiale est
+    obligatoire… avant de demander au juge… », `NOT FOUND` at 0.71): its rules ask for a figure, a
+    name, a date or reasons. So its `NOT FOUND` does not decide them (`Pipeline._direct`).
+
+    >>> asks_yes_no("Is family mediation mandatory before asking a judge?", "en")
+    True
+    >>> asks_yes_no("la chine manque t'elle de talents en IA ?", "fr")
+    True
+    >>> asks_yes_no("Comment l'ouverture aide-t-elle la Chine ?", "fr"), asks_yes_no("Who made Qwen?", "en")
+    (False, False)
+    >>> asks_yes_no("Is Qwen made by Alibaba or Tencent?", "en")
+    False
+    """
+    question = question.strip()
+    if _ALTERNATIVE.search(question):
+        return False
+    if language == "en":
+        return bool(_AUXILIARY.match(question))
+    head = _INVERTED_SUBJECT.match(question)
+    return bool(head) and not _ASKING_WORD.search(head.group(0))
+
+
 # Verbs that report what a source says: "The conclusion states that China is pushing toward
 # open-source AI" restates "According to the conclusion, what need is pushing China…?".
 REPORTING = {

@@ -31,6 +31,7 @@ from qa.decision import (
     OFF_TOPIC_COSINE,
     adds_content,
     answerable,
+    asks_yes_no,
     expects_figure,
     kept_names,
     names_everything_asked,
@@ -366,7 +367,8 @@ class Pipeline:
         or the model finds nothing, the extractive style's decision takes over: when the evidence
         is strong (and, for a figure question, holds a figure) the model reads it alone
         (`_second_read`), whose checked answer is taken, whose NOT FOUND declines, and else the
-        evidence is quoted; weak evidence is declined. An answer worded as the question gives way
+        evidence is quoted; weak evidence is declined. A yes-or-no question is not declined by the
+        model's NOT FOUND, sure or not (`asks_yes_no`): the evidence decides. An answer worded as the question gives way
         to the second read's, when that holds up."""
         question, language = turn.question, turn.language
         best = select(ranked)
@@ -390,7 +392,8 @@ class Pipeline:
         draft = "".join(pieces).strip()
         declined = not draft or is_not_found(draft)
         unsupported = True
-        if declined and sure_not_found(turn.doubt):  # final, even over strong evidence
+        yes_no = asks_yes_no(question, language)  # the reader's NOT FOUND doesn't decide these
+        if declined and sure_not_found(turn.doubt) and not yes_no:  # final, even over strong evidence
             yield ABSTENTION[language]
             return ABSTENTION[language], [], True, draft
         if not declined:
@@ -412,7 +415,7 @@ class Pipeline:
                 second = yield from self._second_read(turn, best, separate=held is None)
                 if second is not None:
                     return second[0], second[1], False, draft
-                if SECOND_NOT_FOUND_DECLINES and is_not_found(turn.second):
+                if SECOND_NOT_FOUND_DECLINES and is_not_found(turn.second) and not yes_no:
                     yield ("\n" if held is None else "") + ABSTENTION[language]
                     return ABSTENTION[language], [], True, draft
             parts: list[str] = []

@@ -942,3 +942,19 @@ def test_a_why_question_reads_the_reason_from_beyond_the_first_passages(settings
     assert f"[{reason.n}] Le tramway de Montvert a été construit en réponse" in prompt
     pipeline.ask("Combien de stations compte le tramway de Montvert ?")
     assert asked[-1] == 4  # any other question reads the first top_k
+
+
+@pytest.mark.parametrize("question, declined", [
+    ("Qwen a-t-il plus de 100 000 modèles dérivés ?", False),  # yes or no: the evidence decides
+    ("Combien de modèles dérivés ont été construits sur Qwen ?", True),
+])
+def test_the_readers_not_found_does_not_decline_a_yes_or_no_question(settings, monkeypatch, question, declined):
+    """The reader replies a sure NOT FOUND to yes-or-no questions that a sentence answers (its rules
+    ask for a figure, a name, a date or reasons), and its second read does too: strong evidence
+    is quoted for them instead. Any other question is declined, as before."""
+    monkeypatch.setattr(qa.decision, "STRONG_EVIDENCE", 0.0)  # any evidence is strong here
+    generator = FakeGenerator(replies=["NOT FOUND", "NOT FOUND"], first_choices=[("NOT", 0.99)])
+    pipeline = Pipeline(settings.with_(answer_style="direct"), embedder=FakeEmbedder(), generator=generator)
+    answer = pipeline.ask(question)
+    assert answer.abstained is declined
+    assert declined or answer.text.startswith(QUOTE_LEAD["fr"]) and "100 000" in answer.text
