@@ -120,3 +120,19 @@ def test_cli_json_with_the_real_stack(real_settings):
 def test_an_off_topic_question_is_told_so(real_pipeline, question, expected):
     answer = real_pipeline.ask(question)
     assert answer.abstained and expected in answer.text and answer.citations == ()
+
+
+def test_an_answer_never_drops_the_pages_not(real_pipeline):
+    """Over the family-mediation page (« …n'est pas exigée en cas de violences alléguées… »), the
+    reader wrote « La médiation est obligatoire en cas de violences… [1] », and every check passed
+    it. Whatever the model writes now, the answer never states that mediation is required there."""
+    from qa import library
+    from qa.documents import read_upload
+    from qa.loading import Source
+
+    page = "tests/data/mediation-familiale.md"
+    index = library.add(real_pipeline.index, [Source(read_upload(page), page, 1)], real_pipeline.embedder).index
+    answer = real_pipeline.with_index(index).ask("La médiation est-elle obligatoire en cas de violences ?")
+    said = norm(answer.text)
+    assert "n'est pas exigee" in said or "n'est pas obligatoire" in said or answer.abstained, answer.text
+    assert "est obligatoire en cas de violences" not in said, answer.text
