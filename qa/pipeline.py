@@ -368,8 +368,8 @@ class Pipeline:
         is strong (and, for a figure question, holds a figure) the model reads it alone
         (`_second_read`), whose checked answer is taken, whose NOT FOUND declines, and else the
         evidence is quoted; weak evidence is declined. A yes-or-no question is not declined by the
-        model's NOT FOUND, sure or not (`asks_yes_no`): the evidence decides. An answer worded as the question gives way
-        to the second read's, when that holds up."""
+        model's NOT FOUND, sure or not (`asks_yes_no`): the evidence decides. An answer worded as
+        the question gives way to the second read's, when that holds up."""
         question, language = turn.question, turn.language
         best = select(ranked)
         confident = strong(best)

@@ -425,7 +425,8 @@ def test_an_unsupported_closing_relative_clause_is_dropped_and_the_rest_kept():
 @pytest.mark.parametrize("source, answer", [
     # the "not" governs what follows "and", not the claim before it
     ("A pharmacy technician in the UK is considered a health care professional and often does not work "
-     "under the direct supervision of a pharmacist.", "A pharmacy technician is considered a health care professional."),
+     "under the direct supervision of a pharmacist.",
+     "A pharmacy technician is considered a health care professional."),
     # a word that denies says what "cannot" says
     ("Pharmacists cannot form business partnerships with physicians.",
      "Pharmacists are forbidden to form business partnerships with physicians."),
