@@ -320,6 +320,7 @@ class SupportChecker:
         self.own_names = own_names
         self._spans: dict[int, list[tuple[int, int]]] = {}
         self._clauses: dict[int, tuple[list[str], np.ndarray]] = {}  # `_clauses_of`
+        self._stated: dict[tuple[str, ...], np.ndarray] = {}  # the claims' clauses (`states_otherwise`)
         self._vectors: dict[int, np.ndarray] = {}
         texts: list[str] = []
         owners: list[tuple[int, int]] = []
@@ -410,7 +411,10 @@ class SupportChecker:
         if not stated:
             return False
         theirs, vectors = self._clauses_of(n)
-        closest = (self.embed([text for text, _, _ in stated]) @ vectors.T).argmax(axis=1)
+        texts = tuple(text for text, _, _ in stated)
+        if texts not in self._stated:  # one claim is scored against each passage: embedded once
+            self._stated[texts] = self.embed(list(texts))
+        closest = (self._stated[texts] @ vectors.T).argmax(axis=1)
         return any(negated(theirs[k]) and not denial or says_not and not denies(theirs[k])
                    for (_, says_not, denial), k in zip(stated, closest, strict=True))
 
