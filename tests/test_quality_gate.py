@@ -35,7 +35,8 @@ PREPARED_RETRIEVAL_FLOORS = {"recall@1": 0.84, "recall@5": 0.93, "mrr": 0.88}
 # 0.094, 0.562, 25. On an AVX2-only EPYC with the second read's NOT FOUND declining and answers
 # worded as the question read again (2026-12-02): 0.766, 0.750, 0.892, 0.938, 1.000, 0.078, 0.688, 16.
 # With country names read across languages (same machine): 0.781, 0.766, 0.894, 0.938, 1.000, 0.062,
-# 0.703, 16.
+# 0.703, 16. With a "not" kept and yes-or-no questions left to the evidence (same machine, commit
+# 1305e6e): 0.797, 0.781, 0.882, 0.938, 1.000, 0.047, 0.703, 16.
 # Floors: about 4-5 questions below (the drafts, greedy, differ with the CPU and thread count: the
 # old floors, 4 below, left one question of margin on another CPU);
 # abstention 3 of its 16 questions below.
