@@ -62,6 +62,7 @@ from qa.types import Chunk, Language, Passage  # noqa: E402
 
 TESTSET = ROOT / "tests/data/testset.jsonl"
 DEPTH = 50  # how deep the real ranking is read for the gold passages' scores and the distractors
+# (its first top_k are the real retrieval's own: the fusion ranks Retriever.candidates, 200, either way)
 
 
 class OracleRetriever:
