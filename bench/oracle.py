@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qa.pipeline  # noqa: E402
-from qa.evaluation import by_language, failure_reason, judge, run_testset  # noqa: E402
+from qa.evaluation import by_language, judged, run_testset  # noqa: E402
 from qa.evidence import Evidence  # noqa: E402
 from qa.index import load_index  # noqa: E402
 from qa.metrics import evidence_hit, summarize  # noqa: E402
@@ -51,8 +51,7 @@ from qa.squad import (  # noqa: E402
     read_squad,
     run_squad,
     sample_questions,
-    score_row,
-    squad_failure,
+    scored,
     squad_summary,
 )
 from qa.testset import document_texts, load_testset  # noqa: E402
@@ -83,11 +82,12 @@ class OracleRetriever:
         seen = {c.chunk_id for c in gold}
         gold += [c for c in self.real.chunks if wanted(c) and c.chunk_id not in seen]
         gold = gold[:top_k]
+        given = {c.chunk_id for c in gold}
         query = self.real.embedder.embed_batch([question], "query")[0]
         position = {c.chunk_id: i for i, c in enumerate(self.real.chunks)}
         top = max((p.score for p in ranked), default=1.0)
         first = [Passage(0, c, top, self.real._cosine(query, position[c.chunk_id])) for c in gold]
-        rest = [p for p in ranked if p.chunk.chunk_id not in {c.chunk_id for c in gold}]
+        rest = [p for p in ranked if p.chunk.chunk_id not in given]
         return [Passage(n, p.chunk, p.score, p.dense_score)
                 for n, p in enumerate([*first, *rest][:top_k], start=1)]
 
@@ -144,16 +144,12 @@ def answer_testset(settings: Settings, limit: int | None, by_sentence: bool) -> 
     sentences = {i.question: (lambda c, t, e=i.evidence: holds(t, e)) for i in items if i.answerable}
     rows = run_testset(with_oracle(pipeline, gold, sentences if by_sentence else None), items, settings.top_k,
                        limit, progress=True)
-    by_id = {i.id: i for i in items}
-    outcomes = [judge(row, by_id[row["id"]]) for row in rows]
-    rows = [{**row, "lang": o.lang, "answerable": o.answerable,
-             "expected": by_id[o.id].reference if o.answerable else "(abstain)", "failure": failure_reason(o)}
-            for row, o in zip(rows, outcomes, strict=True)]
+    outcomes, rows = judged(rows, items)
     return by_language(outcomes, summarize), rows
 
 
 def answer_squad(settings: Settings, path: Path, index_dir: Path, part: str, limit: int,
-          seed: int, by_sentence: bool) -> tuple[dict, list[dict]]:
+                 seed: int, by_sentence: bool) -> tuple[dict, list[dict]]:
     data = read_squad(path)
     questions = sample_questions(part_questions(data.questions, part), limit, seed)
     pipeline = Pipeline(settings, index=load_index(index_dir), translations=TranslationMemory(None)).load()
@@ -163,10 +159,7 @@ def answer_squad(settings: Settings, path: Path, index_dir: Path, part: str, lim
                  for q in questions if not q.impossible}
     rows = run_squad(with_oracle(pipeline, gold, sentences if by_sentence else None), questions, settings.top_k,
                      progress=True)
-    by_id = {q.id: q for q in questions}
-    scores = [score_row(row, by_id[row["id"]]) for row in rows]
-    rows = [{**row, "answerable": s.outcome.answerable, "failure": squad_failure(s), "f1": s.f1}
-            for row, s in zip(rows, scores, strict=True)]
+    scores, rows = scored(rows, questions)
     return {"all": squad_summary(scores)}, rows
 
 
@@ -187,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.index_dir is None:
             parser.error("a SQuAD-format set needs --index-dir")
         metrics, rows = answer_squad(settings, Path(args.set), args.index_dir, args.part, args.limit, args.seed,
-                              args.sentences)
+                                     args.sentences)
     args.out.mkdir(parents=True, exist_ok=True)
     oracle = "gold passages" + (" and sentences" if args.sentences else "") + " first"
     report = {"config": {"set": args.set, "part": args.part, "limit": args.limit, "seed": args.seed,

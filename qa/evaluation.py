@@ -271,6 +271,20 @@ def evaluation_memory(pipeline: Pipeline, settings: Settings, translations: str,
     return memory.detached(), {"mode": "prepared", "remembered": len(memory)}
 
 
+def judged(rows: Sequence[Mapping], items: Sequence[TestItem]) -> tuple[list[Outcome], list[dict]]:
+    """Each answer row judged (`judge`), and the rows with their judgement added (language,
+    expected answer, `failure_reason`, the judgement itself), as a report lists them."""
+    by_id = {i.id: i for i in items}
+    outcomes = [judge(row, by_id[row["id"]]) for row in rows]
+    return outcomes, [{**row, "lang": o.lang, "answerable": o.answerable,
+                       "expected": by_id[o.id].reference if o.answerable else "(abstain)",
+                       "failure": failure_reason(o),
+                       "judgement": {"correct": o.correct, "citation_hits": list(o.citation_hits),
+                                     "answer_language": o.answer_language,
+                                     "retrieval_hits": list(o.retrieval_hits)}}
+                      for row, o in zip(rows, outcomes, strict=True)]
+
+
 def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
                      pipeline: Pipeline | None = None, answers: bool = True,
                      progress: bool = True, translations: str = "prepared") -> dict:
@@ -292,17 +306,8 @@ def evaluate_testset(path: Path, settings: Settings, limit: int | None = None,
     results: dict = {}
     if answers:
         pipeline.load()
-        rows = run_testset(pipeline, items, settings.top_k, limit, progress)
-        by_id = {i.id: i for i in items}
-        outcomes = [judge(row, by_id[row["id"]]) for row in rows]
+        outcomes, rows = judged(run_testset(pipeline, items, settings.top_k, limit, progress), items)
         results = by_language(outcomes, summarize)
-        rows = [{**row, "lang": o.lang, "answerable": o.answerable,
-                 "expected": by_id[o.id].reference if o.answerable else "(abstain)",
-                 "failure": failure_reason(o),
-                 "judgement": {"correct": o.correct, "citation_hits": list(o.citation_hits),
-                               "answer_language": o.answer_language,
-                               "retrieval_hits": list(o.retrieval_hits)}}
-                for row, o in zip(rows, outcomes, strict=True)]
     llm = getattr(pipeline.generator, "name", None) if answers else settings.llm
     evidence = getattr(pipeline.evidence_embedder, "name", None) if answers else None
     return {

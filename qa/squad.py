@@ -332,6 +332,17 @@ def squad_failure(score: SquadScore) -> str | None:
     return None
 
 
+def scored(rows: Sequence[dict], questions: Sequence[SquadQuestion]) -> tuple[list[SquadScore], list[dict]]:
+    """Each answer row scored (`score_row`), and the rows with their scores added (language,
+    expected answers, `squad_failure`, EM and F1), as a report lists them."""
+    by_id = {q.id: q for q in questions}
+    scores = [score_row(row, by_id[row["id"]]) for row in rows]
+    return scores, [{**row, "lang": s.outcome.lang, "answerable": s.outcome.answerable,
+                     "expected": " | ".join(dict.fromkeys(row["gold"])) or "(abstain)",
+                     "failure": squad_failure(s), "exact_match": s.exact_match, "f1": s.f1}
+                    for row, s in zip(rows, scores, strict=True)]
+
+
 def part_questions(questions: Sequence[SquadQuestion], part: str = "all") -> list[SquadQuestion]:
     """All the questions, or those of one part ("tuning", "held-out") of the split by paragraph
     (`question_part` with SPLIT_SEED), in file order."""
@@ -369,14 +380,8 @@ def evaluate_squad(path: str | Path, settings: Settings, limit: int | None = Non
                          evidence_embedder=pipeline.evidence_embedder if pipeline is not None else None,
                          generator=pipeline.generator if pipeline is not None else None).load()
         llm, evidence = getattr(bench.generator, "name", llm), getattr(bench.evidence_embedder, "name", None)
-        rows = run_squad(bench, questions, settings.top_k, progress)
-        by_id = {q.id: q for q in questions}
-        scores = [score_row(row, by_id[row["id"]]) for row in rows]
+        scores, rows = scored(run_squad(bench, questions, settings.top_k, progress), questions)
         results = {"all": squad_summary(scores)}
-        rows = [{**row, "lang": s.outcome.lang, "answerable": s.outcome.answerable,
-                 "expected": " | ".join(dict.fromkeys(row["gold"])) or "(abstain)",
-                 "failure": squad_failure(s), "exact_match": s.exact_match, "f1": s.f1}
-                for row, s in zip(rows, scores, strict=True)]
     return {
         "config": config("squad", squad.path, settings, embedder.name, llm, evidence, limit=limit, seed=seed,
                          part=part, answers=answers, questions=len(questions),
